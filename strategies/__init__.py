@@ -3,7 +3,17 @@
 No Ray, no MLflow, no file I/O. Importing this package registers every built-in strategy.
 """
 
-from strategies import random, uncertainty  # noqa: F401  (registers the built-ins)
+from strategies import (  # noqa: F401  (registers the built-ins)
+    alfamix,
+    badge,
+    balanced,
+    coreset,
+    dropquery,
+    probcover,
+    random,
+    typiclust,
+    uncertainty,
+)
 from strategies.base import (
     LinearHead,
     MissingInputError,

@@ -135,6 +135,8 @@ class QueryStrategy(ABC):
     """Inputs this strategy reads from the context beyond embeddings and the labelled mask."""
     cold_start: ClassVar[bool] = False
     """True if the strategy can select with no labelled row (usable as an initial pool)."""
+    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}
+    """Unknown parameters are errors when the orchestrator validates a config."""
 
     def select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
         """Choose ``n`` distinct unlabelled pool rows to label next.

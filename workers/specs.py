@@ -201,3 +201,45 @@ class LearnerSpec(Spec):
     class_weight: Literal["balanced"] | None = Field(
         None, description="'balanced' reweights classes by inverse labelled frequency."
     )
+
+
+# ------------------------------------------------------------------------------------ trials
+
+
+class TrialSpec(Spec):
+    """One seeded active-learning trajectory: everything that determines its learning curve."""
+
+    dataset: str = Field(description="Dataset name (for display; the fingerprint identifies it).")
+    embedder: str = Field(description="Embedder name (for display; embedding_key identifies it).")
+    dataset_fingerprint: str = Field(description="Content hash of the dataset and its split.")
+    embedding_key: str = Field(description="Store key of the embeddings (embedder x dataset).")
+    n_classes: int = Field(ge=2, description="Number of classes of the task.")
+    initial_pool: StrategySpec = Field(description="Initial-pool selector, parameters resolved.")
+    strategy: StrategySpec = Field(description="Query strategy, parameters resolved.")
+    seed: int = Field(ge=0, description="The trial's seed; every random choice derives from it.")
+    protocol: ProtocolSpec
+    learner: LearnerSpec
+    device: str = Field("cpu", description="Where strategy kernels run (cpu or cuda).")
+
+    def key_payload(self) -> dict[str, Any]:
+        """What the trial key hashes: everything that changes the curve, no display names."""
+        payload = self.model_dump(mode="json", exclude={"dataset", "embedder", "device"})
+        payload["result_version"] = RESULT_VERSION
+        return payload
+
+    @property
+    def trial_key(self) -> str:
+        return stable_hash(self.key_payload())[:24]
+
+
+RESULT_VERSION = 1
+"""Bump when a change to albench alters curves, so old results are not taken as current."""
+
+
+def stable_hash(payload: Any) -> str:
+    """sha256 hex of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
+    import hashlib
+    import json
+
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()

@@ -1,0 +1,190 @@
+"""The experiment config (``experiments.yaml``): pydantic v2 models, every field documented.
+
+``load_config`` parses YAML with ``yaml.safe_load`` (configs never execute code) and turns every
+validation problem into a ``ConfigError`` whose lines name the field path and the fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES
+from workers.specs import DatasetSpec, EmbedderSpec, LearnerSpec, ProtocolSpec, StrategySpec
+
+
+class ConfigError(ValueError):
+    """A config problem; ``str()`` names each offending field and the fix."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResourcesConfig(Section):
+    """What each unit of work asks Ray for."""
+
+    gpus_per_embedding: float = Field(
+        1.0, ge=0, description="GPUs per embedding task when the cluster has GPUs (fp16 there)."
+    )
+    cpus_per_embedding: float = Field(
+        2.0, gt=0, description="CPUs per embedding task when it runs on CPU."
+    )
+    cpus_per_trajectory: float = Field(1.0, gt=0, description="CPUs per trajectory actor.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Most trajectory actors at once (None: as many as CPUs allow)."
+    )
+    strategy_device: str = Field(
+        "cpu", pattern="^(cpu|cuda)$", description="Where strategy kernels run: cpu or cuda."
+    )
+
+
+class TrackingConfig(Section):
+    """Where results go."""
+
+    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI.")
+    experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
+
+
+class StoreConfig(Section):
+    """The Parquet embedding store."""
+
+    path: Path = Field(Path("./embeddings"), description="Directory of the embedding store.")
+    checkpoints: Path = Field(
+        Path("./.albench/checkpoints"), description="Directory of per-trial resume checkpoints."
+    )
+
+
+class ExperimentConfig(Section):
+    """A benchmark grid: datasets x embedders x initial pools x strategies x seeds."""
+
+    name: str = Field(min_length=1, description="Experiment name (the MLflow experiment).")
+    datasets: list[DatasetSpec] = Field(min_length=1, description="Text classification tasks.")
+    embedders: list[EmbedderSpec] = Field(min_length=1, description="Frozen text embedders.")
+    protocol: ProtocolSpec = Field(description="Initial pool size, query size, cycles or budget.")
+    initial_pools: list[StrategySpec] = Field(
+        default_factory=lambda: [StrategySpec(name="random")],
+        min_length=1,
+        description="Initial-pool selectors (name + params).",
+    )
+    strategies: list[StrategySpec] = Field(min_length=1, description="Query strategies.")
+    learner: LearnerSpec = Field(default_factory=LearnerSpec, description="The learner.")
+    seeds: list[int] = Field(min_length=1, description="Seeds: one trial per seed per cell.")
+    resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_valid(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds):
+            raise ValueError("seeds must be non-negative integers")
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+    @field_validator("strategies")
+    @classmethod
+    def _strategies_known(cls, specs: list[StrategySpec]) -> list[StrategySpec]:
+        return [_resolve(spec, QUERY_STRATEGIES, i) for i, spec in enumerate(specs)]
+
+    @field_validator("initial_pools")
+    @classmethod
+    def _pools_known(cls, specs: list[StrategySpec]) -> list[StrategySpec]:
+        return [_resolve(spec, INITIAL_POOLS, i) for i, spec in enumerate(specs)]
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> ExperimentConfig:
+        for field, labels in (
+            ("datasets", [d.name for d in self.datasets]),
+            ("embedders", [e.name for e in self.embedders]),
+            ("strategies", [s.label for s in self.strategies]),
+            ("initial_pools", [s.label for s in self.initial_pools]),
+        ):
+            duplicates = sorted({x for x in labels if labels.count(x) > 1})
+            if duplicates:
+                raise ValueError(f"{field}: duplicate entries {duplicates}; give each a unique name")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or self.name
+
+    @property
+    def n_trials(self) -> int:
+        return (len(self.datasets) * len(self.embedders) * len(self.initial_pools)
+                * len(self.strategies) * len(self.seeds))
+
+
+def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
+    """Check the name and parameters against the registered class; fill in defaults."""
+    from dataclasses import asdict
+
+    from pydantic import TypeAdapter
+
+    from strategies import UnknownNameError
+
+    try:
+        cls = registry.get(spec.name)
+    except UnknownNameError as exc:
+        raise ValueError(f"[{index}].name: {exc}") from None
+    try:
+        instance = TypeAdapter(cls).validate_python(spec.params)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"[{index}].params.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ValueError(f"{problems} ({registry.role} {spec.name!r})") from None
+    return StrategySpec(name=spec.name, params=asdict(instance))
+
+
+def format_validation_error(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the config"]
+    for error in exc.errors():
+        path = ""
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith("[") and path:  # validators that point inside a list entry
+            path, message = path + message.split(":", 1)[0], message.split(":", 1)[1].strip()
+        if error["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling (see `albench schema`)"
+        elif error["type"] == "missing":
+            message = "required field is missing; add it (see `albench schema`)"
+        lines.append(f"  {path or '<root>'}: {message}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a YAML mapping with name, datasets, ...")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source)) from None
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    return parse_config(data, str(path))
+
+
+def config_schema() -> dict:
+    """JSON schema of the config, with the registered strategy names listed."""
+    schema = ExperimentConfig.model_json_schema()
+    schema["x-query-strategies"] = QUERY_STRATEGIES.names()
+    schema["x-initial-pools"] = INITIAL_POOLS.names()
+    return schema

@@ -1,0 +1,90 @@
+"""Grid expansion: datasets x embedders x initial pools x strategies x seeds -> trials.
+
+Preparing a plan loads each dataset once (for its content fingerprint and checks), resolves
+each embedder's identity without loading the model, and derives content-addressed store keys
+and trial keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from orchestrator.config import ConfigError, ExperimentConfig
+from workers.datasets import DatasetError, TextDataset, load_dataset
+from workers.embedders import EmbedderError, resolve_model
+from workers.embedding import EmbeddingJob
+from workers.specs import TrialSpec
+from workers.store import embedding_key
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything a run needs, computed before any work starts."""
+
+    config: ExperimentConfig
+    datasets: dict[str, TextDataset]
+    jobs: list[EmbeddingJob]
+    trials: list[TrialSpec]
+
+    def job_for(self, trial: TrialSpec) -> EmbeddingJob:
+        return next(j for j in self.jobs if j.key == trial.embedding_key)
+
+
+def prepare_plan(config: ExperimentConfig) -> Plan:
+    """Load datasets, resolve embedders, check the protocol fits, expand the grid."""
+    problems: list[str] = []
+    datasets: dict[str, TextDataset] = {}
+    for index, spec in enumerate(config.datasets):
+        try:
+            datasets[spec.name] = load_dataset(spec)
+        except DatasetError as exc:
+            problems.append(f"datasets[{index}] ({spec.name}): {exc}")
+    identities: dict[str, str] = {}
+    for index, spec in enumerate(config.embedders):
+        try:
+            identities[spec.name] = resolve_model(spec).identity
+        except EmbedderError as exc:
+            problems.append(f"embedders[{index}] ({spec.name}): {exc}")
+    protocol = config.protocol
+    for name, data in datasets.items():
+        pool = len(data.train_texts)
+        if protocol.final_labelled > pool:
+            problems.append(
+                f"protocol: {protocol.final_labelled} labelled rows at the end "
+                f"(initial_pool_size + cycles x query_size) exceed dataset {name!r}'s pool of "
+                f"{pool} rows; lower protocol.cycles/budget or raise the dataset's subsample.train"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    jobs = [
+        EmbeddingJob(
+            dataset_name=d.name,
+            embedder=e,
+            key=embedding_key(identities[e.name], datasets[d.name].fingerprint),
+            identity=identities[e.name],
+            dataset_fingerprint=datasets[d.name].fingerprint,
+        )
+        for d, e in itertools.product(config.datasets, config.embedders)
+    ]
+    keys = {(j.dataset_name, j.embedder.name): j.key for j in jobs}
+    trials = [
+        TrialSpec(
+            dataset=d.name,
+            embedder=e.name,
+            dataset_fingerprint=datasets[d.name].fingerprint,
+            embedding_key=keys[(d.name, e.name)],
+            n_classes=datasets[d.name].n_classes,
+            initial_pool=pool,
+            strategy=strategy,
+            seed=seed,
+            protocol=config.protocol,
+            learner=config.learner,
+            device=config.resources.strategy_device,
+        )
+        for d, e, pool, strategy, seed in itertools.product(
+            config.datasets, config.embedders, config.initial_pools, config.strategies, config.seeds
+        )
+    ]
+    return Plan(config=config, datasets=datasets, jobs=jobs, trials=trials)

@@ -1,0 +1,114 @@
+"""TypiClust: conformance, and equality with a slow reference written from the paper."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.spatial.distance import cdist
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+from strategies import INITIAL_POOLS, QueryContext
+from strategies.typiclust import TypiClust, mean_knn_distance
+from tests.strategies.conformance import StrategyConformance, make_pool
+
+
+class TestTypiClust(StrategyConformance):
+    strategy_name = "typiclust"
+
+
+class TestTypiClustInitialPool(StrategyConformance):
+    strategy_name = "typiclust"
+    registry = INITIAL_POOLS
+
+
+def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster_size=5, squared=False):
+    """TypiClust with loops and full float64 distance matrices; same rng use as the fast one.
+
+    The rng is used, in order, for: the k-means seed, a random rank per cluster (ties between
+    equally covered clusters of equal size), and one permutation per pick (ties of typicality)
+    except picks from a cluster with a single row left.
+    """
+    n_clusters = min(int(labelled.sum()) + n, max_clusters)
+    seed = int(rng.integers(0, 2**31 - 1))
+    if n_clusters <= 50:
+        model = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
+    else:
+        model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=1, random_state=seed)
+    cluster_of = model.fit(x.astype(np.float32)).labels_
+    tiebreak = rng.permutation(n_clusters)
+    size = {c: int(np.sum(cluster_of == c)) for c in range(n_clusters)}
+    covered = {c: int(np.sum(cluster_of[labelled] == c)) for c in range(n_clusters)}
+    taken = labelled.copy()
+    chosen = []
+    for _ in range(n):
+        free = {c: np.flatnonzero((cluster_of == c) & ~taken) for c in range(n_clusters)}
+        open_clusters = [c for c in range(n_clusters) if free[c].size]
+        big = [c for c in open_clusters if size[c] > min_cluster_size]
+        options = big or open_clusters
+        cluster = min(options, key=lambda c: (covered[c], -size[c], tiebreak[c]))
+        rows = free[cluster]
+        kk = min(k, len(rows) // 2)
+        if kk == 0:
+            best = rows[0]
+        else:
+            dist = cdist(x[rows].astype(np.float64), x[rows].astype(np.float64))
+            if squared:
+                dist = dist**2
+            mean_distance = []  # typicality is its inverse
+            for a in range(len(rows)):
+                others = np.sort(np.delete(dist[a], a))  # distances to the other rows
+                mean_distance.append(np.mean(others[:kk]))
+            # The most typical row; within 1e-5 (relative) of it counts as a tie (mutual nearest
+            # neighbours tie exactly), broken by a random order: the first tied row in it wins.
+            order = rng.permutation(len(rows))
+            lowest = min(mean_distance)
+            best = rows[next(a for a in order if mean_distance[a] <= lowest * (1 + 1e-5))]
+        chosen.append(best)
+        taken[best] = True
+        covered[cluster] += 1
+    return np.array(chosen)
+
+
+@pytest.mark.parametrize(
+    "n, d, n_classes, n_labelled, batch, params",
+    [
+        (400, 8, 3, 0, 12, {}),                        # cold start, full k-means
+        (600, 32, 10, 30, 15, {"k": 7}),               # 45 clusters, some labelled
+        (300, 16, 4, 30, 60, {}),                      # 90 clusters of ~3 rows: small-cluster path
+        (500, 8, 5, 200, 40, {"max_clusters": 20}),    # all clusters covered: fallback path
+        (2000, 64, 20, 60, 20, {"distance": "squared", "min_cluster_size": 10}),  # mini-batch
+    ],
+)
+def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
+    x, _, labelled = make_pool(n=n, d=d, n_classes=n_classes, n_labelled=n_labelled, seed=n + d)
+    context = QueryContext(embeddings=x, labelled=labelled, n_classes=n_classes)
+    fast = TypiClust(**params).select(context, batch, np.random.default_rng(7))
+    slow = reference_typiclust(
+        x, labelled, batch, np.random.default_rng(7), k=params.get("k", 20),
+        max_clusters=params.get("max_clusters", 500),
+        min_cluster_size=params.get("min_cluster_size", 5),
+        squared=params.get("distance") == "squared",
+    )
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_mean_knn_distance_blocks_match_brute_force():
+    x = np.random.default_rng(0).normal(size=(301, 5)).astype(np.float32)
+    full = cdist(x, x)
+    np.fill_diagonal(full, np.inf)
+    expected = np.sort(full, axis=1)[:, :4].mean(axis=1)
+    for block_elements in (1, 1000, 10**6):  # one row per block, a few rows, everything at once
+        np.testing.assert_allclose(mean_knn_distance(x, 4, block_elements=block_elements), expected, rtol=1e-4)
+
+
+def test_first_picks_cover_distinct_clusters():
+    # Four tight, far-apart blobs of different sizes: a batch of 4 takes one from each blob.
+    rng = np.random.default_rng(1)
+    sizes = [100, 60, 40, 30]
+    centres = np.array([[0, 0], [50, 0], [0, 50], [50, 50]], np.float32)
+    x = np.concatenate([c + rng.normal(size=(s, 2)).astype(np.float32) for c, s in zip(centres, sizes)])
+    blob = np.repeat(np.arange(4), sizes)
+    context = QueryContext(embeddings=x, labelled=np.zeros(len(x), bool), n_classes=4)
+    chosen = TypiClust().select(context, 4, np.random.default_rng(0))
+    assert sorted(blob[chosen]) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(blob[chosen], [0, 1, 2, 3])  # largest first

