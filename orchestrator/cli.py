@@ -15,7 +15,7 @@ from orchestrator.config import ConfigError, ExperimentConfig, config_schema, lo
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark active-learning strategies on frozen text embeddings.")
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 140)
 EXIT_CONFIG = 2
 EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130

@@ -286,28 +286,27 @@ def radius_graph(
         import torch
 
         xt = to_torch(np.asarray(x, dtype=np.float32), device)
-        x_sq = (xt * xt).sum(dim=1)
+        half_sq = 0.5 * (xt * xt).sum(dim=1)
         for rows in row_chunks(n, chunk_rows):
-            limit = (r2 - x_sq[rows])[:, None]
+            limit = (half_sq[rows] - 0.5 * r2)[:, None]
             for cols in row_chunks(n - rows.start, chunk_rows):
                 cols = slice(cols.start + rows.start, cols.stop + rows.start)
-                block = xt[rows] @ xt[cols].T
-                block.mul_(-2.0).add_(x_sq[cols][None, :])
-                i, j = torch.nonzero(block < limit, as_tuple=True)
+                block = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
+                i, j = torch.nonzero(block > limit, as_tuple=True)
                 add(_to_numpy(i), _to_numpy(j), rows.start, cols.start)
     else:
-        x_sq = squared_norms(x)
+        # ||a - b||^2 < r^2  <=>  a.b - |b|^2 / 2 > (|a|^2 - r^2) / 2: two passes over a block.
+        half_sq = np.float32(0.5) * squared_norms(x)
         buffer = np.empty(min(chunk_rows, n) ** 2, dtype=np.float32)
         for rows in row_chunks(n, chunk_rows):
-            limit = (np.float32(r2) - x_sq[rows])[:, None]
+            limit = (half_sq[rows] - np.float32(0.5 * r2))[:, None]
             xr = x[rows]
             for cols in row_chunks(n - rows.start, chunk_rows):
                 cols = slice(cols.start + rows.start, cols.stop + rows.start)
                 block = buffer[: xr.shape[0] * (cols.stop - cols.start)].reshape(xr.shape[0], -1)
                 np.matmul(xr, x[cols].T, out=block)
-                block *= -2.0
-                block += x_sq[cols][None, :]
-                i, j = np.nonzero(block < limit)
+                block -= half_sq[cols][None, :]
+                i, j = np.nonzero(block > limit)
                 add(i, j, rows.start, cols.start)
 
     loops = np.arange(n, dtype=np.int32)

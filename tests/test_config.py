@@ -1,0 +1,93 @@
+"""Config validation: each malformed config gives an error naming the field and the fix."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import ConfigError, load_config, parse_config
+from tests.conftest import tiny_config
+
+BASE = tiny_config(Path("/data/train.parquet"), Path("/work"))
+
+
+def broken(mutate) -> dict:
+    config = copy.deepcopy(BASE)
+    mutate(config)
+    return config
+
+
+CASES = [
+    ("missing name", lambda c: c.pop("name"), r"name: required field is missing"),
+    ("unknown top-level field", lambda c: c.update(strategy=[]), r"strategy: unknown field"),
+    ("unknown strategy", lambda c: c["strategies"].append({"name": "magrin"}),
+     r"strategies\[2\]\.name: unknown query strategy 'magrin'; valid names: .*margin"),
+    ("unknown initial pool", lambda c: c.update(initial_pools=[{"name": "margin"}]),
+     r"initial_pools\[0\]\.name: unknown initial pool 'margin'; valid names: .*random"),
+    ("unknown strategy parameter", lambda c: c["strategies"][0].update(params={"k": 3}),
+     r"strategies\[0\]\.params\.k"),
+    ("negative query size", lambda c: c["protocol"].update(query_size=0),
+     r"protocol\.query_size: Input should be greater than or equal to 1"),
+    ("cycles and budget", lambda c: c["protocol"].update(budget=24),
+     r"protocol: give protocol.cycles or protocol.budget, not both"),
+    ("budget not a multiple", lambda c: (c["protocol"].pop("cycles"), c["protocol"].update(budget=20)),
+     r"protocol: protocol.budget \(20\) minus initial_pool_size"),
+    ("no seeds", lambda c: c.update(seeds=[]), r"seeds: List should have at least 1 item"),
+    ("duplicate seeds", lambda c: c.update(seeds=[1, 1]), r"seeds: seeds must be distinct"),
+    ("bad dataset source type", lambda c: c["datasets"][0]["source"].update(type="ftp"),
+     r"datasets\[0\]\.source: Input tag 'ftp'"),
+    ("unknown dataset field", lambda c: c["datasets"][0].update(labels="x"),
+     r"datasets\[0\]\.labels: unknown field"),
+    ("bad embedder batch size", lambda c: c["embedders"][0].update(batch_size="big"),
+     r"embedders\[0\]\.batch_size: Input should be a valid integer"),
+    ("bad precision", lambda c: c["embedders"][1].update(precision="int3"),
+     r"embedders\[1\]\.precision: Input should be 'auto', 'float32' or 'float16'"),
+    ("duplicate embedder names", lambda c: c["embedders"].append(dict(c["embedders"][0])),
+     r"embedders: duplicate entries \['tfidf'\]"),
+    ("bad name characters", lambda c: c["datasets"][0].update(name="my data/set"),
+     r"datasets\[0\]\.name: String should match pattern"),
+    ("negative learner C", lambda c: c.update(learner={"C": -1}),
+     r"learner\.C: Input should be greater than 0"),
+    ("bad device", lambda c: c.update(resources={"strategy_device": "tpu"}),
+     r"resources\.strategy_device: String should match pattern"),
+]
+
+
+@pytest.mark.parametrize("title,mutate,message", CASES, ids=[c[0] for c in CASES])
+def test_malformed_config_names_the_field(title, mutate, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(broken(mutate), "experiments.yaml")
+
+
+def test_valid_base_config_parses():
+    config = parse_config(copy.deepcopy(BASE))
+    assert config.n_trials == 1 * 2 * 1 * 2 * 2
+    assert config.protocol.n_cycles == 3 and config.protocol.final_labelled == 24
+
+
+def test_strategy_defaults_are_resolved_into_params():
+    config = parse_config(copy.deepcopy(BASE))
+    assert [s.name for s in config.strategies] == ["random", "margin"]
+
+
+def test_not_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_yaml_cannot_execute_code(tmp_path):
+    evil = tmp_path / "evil.yaml"
+    evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(evil)
+
+
+def test_default_experiments_yaml_is_valid():
+    config = load_config("experiments.yaml")
+    assert len(config.embedders) >= 3 and len(config.datasets) >= 3

@@ -1,0 +1,135 @@
+"""A tiny grid on a real local Ray with a real SQLite MLflow store and real Parquet files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from orchestrator.config import parse_config
+from orchestrator.grid import prepare_plan
+from orchestrator.runner import run_grid
+from orchestrator.tracking import Tracker
+from tests.conftest import tiny_config, write_config
+from workers.learner import normalized_auc
+
+
+def _run(config_dict):
+    config = parse_config(config_dict)
+    plan = prepare_plan(config)
+    tracker = Tracker(config.tracking.uri, config.experiment_name)
+    console = Console(record=True, width=160)
+    summary = run_grid(plan, tracker, console)
+    return plan, tracker, summary, console.export_text()
+
+
+def _curves(plan, tracker):
+    runs = tracker.trial_runs()
+    return {t.trial_key: tracker.curve(runs[t.trial_key].run_id) for t in plan.trials}
+
+
+@pytest.fixture(scope="module")
+def finished_grid(ray_session, corpus, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("grid")
+    config = tiny_config(corpus, workdir, resources={"max_concurrency": 2})
+    plan, tracker, summary, output = _run(config)
+    return config, plan, tracker, summary, output
+
+
+def test_every_trial_finished_with_one_point_per_cycle(finished_grid):
+    _, plan, tracker, summary, output = finished_grid
+    assert summary.finished == len(plan.trials) == 8 and not summary.failed
+    runs = tracker.trial_runs()
+    assert set(runs) == {t.trial_key for t in plan.trials}
+    expected_steps = [6, 12, 18, 24]  # initial pool, then 3 cycles of 6
+    for trial in plan.trials:
+        run = runs[trial.trial_key]
+        assert run.status == "FINISHED"
+        for metric in ("accuracy", "macro_f1", "query_seconds", "fit_seconds"):
+            history = tracker.client.get_metric_history(run.run_id, metric)
+            assert sorted(m.step for m in history) == expected_steps, metric
+        for metric in ("accuracy", "macro_f1"):
+            steps, values = zip(*tracker.curve(run.run_id, metric))
+            assert run.metrics[f"auc_{metric}"] == pytest.approx(normalized_auc(np.array(steps), np.array(values)))
+            assert run.metrics[f"final_{metric}"] == values[-1]
+        assert run.tags["albench.trial_key"] == trial.trial_key
+        full = tracker.client.get_run(run.run_id)
+        assert full.data.params["strategy"] == trial.strategy.label
+        assert full.data.params["protocol.query_size"] == "6"
+        assert full.data.tags["mlflow.parentRunId"] == tracker.parent_run(trial.dataset, trial.embedder)
+
+
+def test_learning_curves_are_informative(finished_grid):
+    _, plan, tracker, _, _ = finished_grid
+    runs = tracker.trial_runs()
+    finals = [runs[t.trial_key].metrics["final_accuracy"] for t in plan.trials if t.embedder == "tfidf"]
+    assert np.mean(finals) > 0.6  # three easy topics: far above chance (1/3)
+
+
+def test_second_run_skips_everything(finished_grid):
+    config, plan, tracker, _, _ = finished_grid
+    _, _, summary, output = _run(config)
+    assert summary.skipped == len(plan.trials) and summary.finished == 0
+    assert output.count("found, skipped") == 2  # both store entries reused, nothing re-embedded
+    assert len(tracker.trial_runs()) == len(plan.trials)
+
+
+def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
+    config, plan, tracker, _, _ = finished_grid
+    one_worker = dict(config, tracking={"uri": f"sqlite:///{tmp_path / 'one.db'}"},
+                      resources={"max_concurrency": 1})
+    plan_one, tracker_one, summary, _ = _run(one_worker)
+    assert summary.finished == len(plan.trials)
+    assert _curves(plan_one, tracker_one) == _curves(plan, tracker)
+
+
+def test_adding_a_seed_runs_only_the_new_trials(finished_grid):
+    config, plan, tracker, _, _ = finished_grid
+    _, _, summary, _ = _run(dict(config, seeds=[0, 1, 2]))
+    assert summary.skipped == len(plan.trials) and summary.finished == 4
+
+
+def _cli(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "mutation,message",
+    [
+        (lambda c: c["strategies"].append({"name": "badgee"}), "strategies[2].name: unknown query strategy"),
+        (lambda c: c["datasets"][0].update(source={"type": "builtin", "name": "imdb"}), "imdb"),
+        (lambda c: c["embedders"].append({"name": "x", "model": "no-such-model"}), "embedders[2]"),
+        (lambda c: c["protocol"].update(cycles=500), "exceed dataset 'topics'"),
+    ],
+    ids=["unknown-strategy", "unknown-dataset", "unknown-model", "budget-too-large"],
+)
+def test_bad_input_exits_non_zero_and_damages_nothing(finished_grid, tmp_path, mutation, message):
+    config, plan, tracker, _, _ = finished_grid
+    bad = {**config, "datasets": [dict(d, source=dict(d["source"])) for d in config["datasets"]],
+           "strategies": list(config["strategies"]), "embedders": list(config["embedders"]),
+           "protocol": dict(config["protocol"])}
+    mutation(bad)
+    store = Path(config["store"]["path"])
+    before = {p: p.stat().st_mtime_ns for p in store.rglob("*.parquet")}
+    result = _cli("run", str(write_config(tmp_path / "bad.yaml", bad)), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert message in " ".join(result.stdout.split()), result.stdout
+    assert {p: p.stat().st_mtime_ns for p in store.rglob("*.parquet")} == before
+    assert all(r.status == "FINISHED" for r in tracker.trial_runs().values())
+
+
+def test_single_class_dataset_is_a_clear_error(corpus, tmp_path):
+    import pandas as pd
+
+    one_class = tmp_path / "one.parquet"
+    pd.DataFrame({"text": ["a b c", "d e f", "g h i"], "label": ["x", "x", "x"]}).to_parquet(one_class)
+    config = tiny_config(one_class, tmp_path)
+    config["datasets"][0]["source"] = {"type": "file", "train": str(one_class)}
+    result = _cli("validate", str(write_config(tmp_path / "c.yaml", config)), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "single class" in result.stdout and "datasets[0]" in result.stdout

@@ -1,0 +1,104 @@
+"""The Parquet embedding store: round trip, verification, atomic writes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from workers.store import EmbeddingStore, StoreCorruptionError, embedding_key
+
+META = {"model": "m", "normalize": True, "dataset_fingerprint": "f", "albench_version": "t"}
+
+
+def _write(store, split="train", n=50, dim=8, dtype="float32", seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, dim)).astype(np.float32)
+    y = rng.integers(0, 3, size=n)
+    path = store.write("ds", "emb", "k" * 64, split, x, y, META, dtype=dtype)
+    return path, x, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_round_trip(tmp_path, dtype):
+    store = EmbeddingStore(tmp_path)
+    path, x, y = _write(store, dtype=dtype)
+    table = store.read("ds", "emb", "k" * 64, "train")
+    np.testing.assert_array_equal(table.labels, y)
+    np.testing.assert_array_equal(table.row_ids, np.arange(50))
+    np.testing.assert_allclose(table.embeddings, x.astype(dtype), rtol=0)
+    assert table.embeddings.dtype == np.dtype(dtype) and table.embeddings.shape == (50, 8)
+    schema = pq.read_schema(path)
+    import pyarrow as pa
+
+    column_type = schema.field("embedding").type
+    assert pa.types.is_fixed_size_list(column_type) and column_type.list_size == 8
+    assert column_type.value_type == pa.from_numpy_dtype(np.dtype(dtype))
+    meta = json.loads(schema.metadata[b"albench"])
+    assert meta["model"] == "m" and meta["dim"] == 8 and meta["rows"] == 50
+    assert meta["dataset_fingerprint"] == "f" and meta["albench_version"] == "t"
+
+
+def test_has_requires_both_splits(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    _write(store, "train")
+    assert not store.has("ds", "emb", "k" * 64)
+    _write(store, "test")
+    assert store.has("ds", "emb", "k" * 64)
+
+
+def test_truncated_file_is_detected(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    path, _, _ = _write(store)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(StoreCorruptionError, match="unreadable"):
+        store.read("ds", "emb", "k" * 64, "train")
+
+
+def test_flipped_bytes_are_detected(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    path, x, y = _write(store, n=400, dim=16)
+    # rewrite with altered values but the original metadata: only the checksum can notice
+    table = pq.read_table(path)
+    flat = table.column("embedding").combine_chunks().values.to_numpy().copy()
+    flat[17] += 1.0
+    import pyarrow as pa
+
+    altered = table.set_column(2, "embedding", pa.FixedSizeListArray.from_arrays(pa.array(flat), 16))
+    pq.write_table(altered.replace_schema_metadata(table.schema.metadata), path)
+    with pytest.raises(StoreCorruptionError, match="checksum"):
+        store.read("ds", "emb", "k" * 64, "train")
+    raw = bytearray(path.read_bytes())
+    for offset in range(200, 260):
+        raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptionError):
+        store.read("ds", "emb", "k" * 64, "train")
+
+
+def test_failure_mid_write_leaves_no_file(tmp_path, monkeypatch):
+    store = EmbeddingStore(tmp_path)
+
+    def write_half_then_fail(table, sink, **kwargs):
+        sink.write(b"PAR1" + b"\0" * 100)  # some bytes reached the disk, then the disk filled up
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pq, "write_table", write_half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        _write(store)
+    directory = store.directory("ds", "emb", "k" * 64)
+    assert list(directory.iterdir()) == []  # neither the final name nor a temporary remains
+
+
+def test_rewrite_replaces_atomically(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    _write(store, seed=0)
+    _, x2, _ = _write(store, seed=1)
+    np.testing.assert_array_equal(store.read("ds", "emb", "k" * 64, "train").embeddings, x2)
+
+
+def test_key_is_content_addressed():
+    assert embedding_key("a", "f") == embedding_key("a", "f")
+    assert embedding_key("a", "f") != embedding_key("a", "g") != embedding_key("b", "f")
