@@ -6,6 +6,7 @@ validation problem into a ``ConfigError`` whose lines name the field path and th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,10 @@ class ResourcesConfig(Section):
 class TrackingConfig(Section):
     """Where results go."""
 
-    uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI.")
+    uri: str = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
+        description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+    )
     experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
 
 
