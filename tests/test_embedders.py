@@ -165,6 +165,8 @@ def test_minilm_settings_reach_the_model(minilm: Embedder) -> None:
     prompted = load_embedder(spec("all-MiniLM-L6-v2", query_prompt="query: "), "cpu")
     z = prompted.encode(SENTENCES)
     assert not np.allclose(z, minilm.encode(SENTENCES), atol=1e-3)
+    with pytest.raises(EmbedderError, match=r"embedders\[e\]\.max_seq_length: 1024 exceeds the 512"):
+        load_embedder(spec("all-MiniLM-L6-v2", max_seq_length=1024), "cpu")
 
 
 def test_local_folder_loads_like_the_builtin(minilm: Embedder, minilm_folder: Path) -> None:

@@ -469,7 +469,7 @@ class TfidfSvdEmbedder:
                 min_df=min_df,
                 max_features=self.MAX_FEATURES,
                 ngram_range=(1, 2),
-                dtype=np.float64,
+                dtype=np.float32,  # SVD twice as fast as float64, same components
             )
 
         vec = vectorizer(2)
