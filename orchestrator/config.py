@@ -188,7 +188,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 def config_schema() -> dict:
     """JSON schema of the config, with the registered strategy names listed."""
+    from pydantic import TypeAdapter
+
     schema = ExperimentConfig.model_json_schema()
-    schema["x-query-strategies"] = QUERY_STRATEGIES.names()
-    schema["x-initial-pools"] = INITIAL_POOLS.names()
+    for key, registry in (("x-query-strategies", QUERY_STRATEGIES), ("x-initial-pools", INITIAL_POOLS)):
+        schema[key] = {
+            name: {"description": (cls.__doc__ or "").strip().split("\n")[0],
+                   "params": TypeAdapter(cls).json_schema().get("properties", {})}
+            for name, cls in registry.items()
+        }
     return schema

@@ -91,3 +91,13 @@ def test_yaml_cannot_execute_code(tmp_path):
 def test_default_experiments_yaml_is_valid():
     config = load_config("experiments.yaml")
     assert len(config.embedders) >= 3 and len(config.datasets) >= 3
+
+
+def test_schema_lists_every_strategy_with_its_parameters():
+    from orchestrator.config import config_schema
+    from strategies import INITIAL_POOLS, QUERY_STRATEGIES
+
+    schema = config_schema()
+    assert set(schema["x-query-strategies"]) == set(QUERY_STRATEGIES.names())
+    assert set(schema["x-initial-pools"]) == set(INITIAL_POOLS.names())
+    assert "name" in schema["properties"] and "strategies" in schema["properties"]
