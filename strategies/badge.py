@@ -130,6 +130,10 @@ class Badge(QueryStrategy):
       loop forever re-drawing already chosen rows.
     - Computation in float32; the squared-distance identity above may round a true 0 to a
       tiny positive value, which only makes such a row drawable with negligible probability.
+
+    Cost per pick: two matrix-vector products (N x D and N x C), in torch when the context
+    names a visible CUDA device (``strategies.distances.kernel_device``), else numpy; memory
+    O(N C) for ``a`` besides the pool.
     """
 
     first: Literal["max_norm", "sample"] = "max_norm"

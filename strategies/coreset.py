@@ -79,6 +79,9 @@ class Coreset(QueryStrategy):
       outlier budget, initialised by this greedy) is not run, as in most public
       implementations.
     - Distances on the embeddings as given (no normalisation), in float32.
+
+    The products run in torch when the context names a visible CUDA device
+    (``strategies.distances.kernel_device``), else numpy.
     """
 
     chunk_rows: Annotated[int, Ge(1)] = DEFAULT_CHUNK_ROWS

@@ -230,7 +230,7 @@ def min_squared_distance_to_other_group(
             block = xq @ x[cols].T
             block *= -2.0
             block += x_sq[cols][None, :]
-            block[gq[:, None] == groups[cols][None, :]] = np.inf
+            np.putmask(block, gq[:, None] == groups[cols][None, :], np.inf)
             best = block.min(axis=1)
             best += x_sq[rows]
             np.maximum(best, 0.0, out=best)
@@ -253,9 +253,10 @@ def radius_graph(
     boolean ``scipy.sparse.csr_array`` (N, N) with every self-loop set.
 
     Exact: every pair is compared, in ``chunk_rows x chunk_rows`` blocks of the upper triangle
-    (half the pairs; each edge found once, then mirrored), numpy or torch on ``device``. Memory:
-    one block plus the edges (int32 indices). ``max_edges`` (directed, self-loops included)
-    bounds the graph; going over raises ``TooManyEdgesError`` instead of exhausting memory.
+    (N^2 / 2 distances, each edge found once, then mirrored), numpy or torch on ``device``.
+    Memory: one block plus the edges (int32 indices). ``max_edges`` (directed, self-loops
+    included) bounds the graph; going over raises ``TooManyEdgesError`` instead of exhausting
+    memory.
     """
     from scipy import sparse
 
@@ -266,54 +267,50 @@ def radius_graph(
     n_edges = n  # self-loops
     budget = np.inf if max_edges is None else max_edges
 
-    def add(i: np.ndarray, j: np.ndarray, r0: int, c0: int) -> None:
-        nonlocal n_edges
-        i = i.astype(np.int32) + np.int32(r0)
-        j = j.astype(np.int32) + np.int32(c0)
-        keep = i < j  # the strict upper triangle (matters on diagonal blocks only)
-        if not keep.all():
-            i, j = i[keep], j[keep]
-        n_edges += 2 * i.size
-        if n_edges > budget:
-            raise TooManyEdgesError(
-                f"the radius graph has over {max_edges} edges at radius {radius:.4g}: lower the "
-                "radius or raise the edge budget"
-            )
-        src.append(i)
-        dst.append(j)
-
     if device is not None:
         import torch
 
         xt = to_torch(np.asarray(x, dtype=np.float32), device)
         half_sq = 0.5 * (xt * xt).sum(dim=1)
-        for rows in row_chunks(n, chunk_rows):
-            limit = (half_sq[rows] - 0.5 * r2)[:, None]
-            for cols in row_chunks(n - rows.start, chunk_rows):
-                cols = slice(cols.start + rows.start, cols.stop + rows.start)
-                block = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
-                i, j = torch.nonzero(block > limit, as_tuple=True)
-                add(_to_numpy(i), _to_numpy(j), rows.start, cols.start)
+
+        def hits(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+            block = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
+            i, j = torch.nonzero(block > (half_sq[rows] - 0.5 * r2)[:, None], as_tuple=True)
+            return _to_numpy(i), _to_numpy(j)
     else:
         # ||a - b||^2 < r^2  <=>  a.b - |b|^2 / 2 > (|a|^2 - r^2) / 2: two passes over a block.
         half_sq = np.float32(0.5) * squared_norms(x)
         buffer = np.empty(min(chunk_rows, n) ** 2, dtype=np.float32)
-        for rows in row_chunks(n, chunk_rows):
-            limit = (half_sq[rows] - np.float32(0.5 * r2))[:, None]
-            xr = x[rows]
-            for cols in row_chunks(n - rows.start, chunk_rows):
-                cols = slice(cols.start + rows.start, cols.stop + rows.start)
-                block = buffer[: xr.shape[0] * (cols.stop - cols.start)].reshape(xr.shape[0], -1)
-                np.matmul(xr, x[cols].T, out=block)
-                block -= half_sq[cols][None, :]
-                i, j = np.nonzero(block > limit)
-                add(i, j, rows.start, cols.start)
+
+        def hits(rows: slice, cols: slice) -> tuple[np.ndarray, np.ndarray]:
+            width = cols.stop - cols.start
+            block = buffer[: (rows.stop - rows.start) * width].reshape(-1, width)
+            np.matmul(x[rows], x[cols].T, out=block)
+            block -= half_sq[cols][None, :]
+            found = np.flatnonzero(block > (half_sq[rows] - np.float32(0.5 * r2))[:, None])
+            return found // width, found % width  # much faster than a 2-D np.nonzero
+
+    for rows in row_chunks(n, chunk_rows):
+        for cols in row_chunks(n - rows.start, chunk_rows):
+            cols = slice(cols.start + rows.start, cols.stop + rows.start)  # upper triangle
+            i, j = hits(rows, cols)
+            if cols.start == rows.start:  # a diagonal block: each pair once, no self-loop
+                keep = i < j
+                i, j = i[keep], j[keep]
+            n_edges += 2 * i.size
+            if n_edges > budget:
+                raise TooManyEdgesError(
+                    f"the radius graph has over {max_edges} edges at radius {radius:.4g}: "
+                    "lower the radius or raise the edge budget"
+                )
+            src.append((i + rows.start).astype(np.int32))
+            dst.append((j + cols.start).astype(np.int32))
 
     loops = np.arange(n, dtype=np.int32)
-    upper_i = np.concatenate(src) if src else np.empty(0, np.int32)
-    upper_j = np.concatenate(dst) if dst else np.empty(0, np.int32)
+    half_i = np.concatenate(src) if src else np.empty(0, np.int32)
+    half_j = np.concatenate(dst) if dst else np.empty(0, np.int32)
     del src, dst
-    i = np.concatenate([upper_i, upper_j, loops])
-    j = np.concatenate([upper_j, upper_i, loops])
-    del upper_i, upper_j
+    i = np.concatenate([half_i, half_j, loops])
+    j = np.concatenate([half_j, half_i, loops])
+    del half_i, half_j
     return sparse.csr_array((np.ones(i.size, dtype=bool), (i, j)), shape=(n, n))

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from strategies import distances
 from strategies.base import QueryContext, QueryStrategy, StrategyError
-from strategies.clustering import kmeans
+from strategies.clustering import Clustering, kmeans
 from strategies.distances import (
     TooManyEdgesError,
     argmax_random_ties,
@@ -39,9 +39,42 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / norms[:, None]).astype(np.float32, copy=False)
 
 
+def pca_project(x: np.ndarray, dim: int, chunk_rows: int = distances.DEFAULT_CHUNK_ROWS) -> np.ndarray:
+    """(N, dim) float32: the rows of ``x`` centred and projected on their top ``dim`` principal
+    directions (covariance summed over row chunks; no N x D copy besides the result).
+
+    A projection on orthonormal directions never lengthens a difference, so every distance
+    shrinks or stays: a radius graph built here is a superset of the one at the same radius in
+    the original space (``ProbCover(approximate=True)`` re-chooses the radius here instead).
+    """
+    n, d = x.shape
+    mean = x.mean(axis=0, dtype=np.float64)
+    cov = np.zeros((d, d), dtype=np.float64)
+    centre = mean.astype(np.float32)
+    for rows in distances.row_chunks(n, chunk_rows):
+        block = x[rows] - centre
+        cov += block.T @ block  # float32 product per chunk, float64 sum over chunks
+    _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
+    basis = vectors[:, ::-1][:, :dim].astype(np.float32)
+    out = np.empty((n, basis.shape[1]), dtype=np.float32)
+    shift = (mean.astype(np.float32) @ basis)[None, :]
+    for rows in distances.row_chunks(n, chunk_rows):
+        np.matmul(x[rows], basis, out=out[rows])
+        out[rows] -= shift
+    return out
+
+
+def cluster(x: np.ndarray, n_clusters: int, rng: np.random.Generator) -> Clustering:
+    """k-means of ``x`` into ``min(n_clusters, N)`` clusters (``strategies.clustering.kmeans``,
+    seeded from ``rng``), with one BLAS thread (more only slow scikit-learn's k-means++ seeding
+    down on a few busy cores; its Lloyd iterations use their own threads)."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        return kmeans(x, min(n_clusters, x.shape[0]), rng)
+
+
 def purity_delta(
     x: np.ndarray,
-    n_clusters: int,
+    groups: np.ndarray,
     alpha: float,
     rng: np.random.Generator,
     grid_size: int = 100,
@@ -51,8 +84,8 @@ def purity_delta(
 ) -> float:
     """The largest radius on a grid whose balls are pure for at least ``alpha`` of the rows.
 
-    k-means of ``x`` into ``min(n_clusters, N)`` clusters (``strategies.clustering.kmeans``,
-    seeded from ``rng``). The open ball of radius ``delta`` around row i is pure when every
+    ``groups``: (N,) the cluster of every row (the paper: k-means with as many clusters as
+    classes, see ``cluster``). The open ball of radius ``delta`` around row i is pure when every
     row in it shares i's cluster, i.e. when ``delta <= d_i``, the distance from i to the
     nearest row of another cluster. Purity ``pi(delta) = mean_i [d_i >= delta]`` is computed
     over all rows, or over ``sample`` rows drawn by ``rng`` (an unbiased estimate that costs
@@ -62,8 +95,6 @@ def purity_delta(
     radius, the ``alpha`` lower quantile of the ``d_i``, is returned instead.
     """
     n = x.shape[0]
-    with threadpool_limits(limits=1, user_api="blas"):  # BLAS threads only slow k-means++ init
-        groups = kmeans(x, min(n_clusters, n), rng).labels
     rows = np.arange(n)
     if sample is not None and sample < n:
         rows = rng.choice(n, size=sample, replace=False)
@@ -133,6 +164,10 @@ class ProbCover(QueryStrategy):
     radius graph ``||x_i - x_j|| < delta`` (``strategies.distances.radius_graph``: every pair
     compared in blocks, kept as a sparse CSR, never N x N dense); (4) ``max_coverage_greedy``.
 
+    Cost: the graph pass is N^2 D / 2 multiply-adds, over a minute at N = 100k, D = 768 on two
+    CPU cores (float32 GEMM bound); the distance passes run in torch when the context names a
+    CUDA device, or use ``approximate``. The coverage greedy itself takes well under a second.
+
     Parameters (defaults from the paper where it gives one)
     ----------
     delta: None (default) picks the radius by purity; a positive value fixes it (in the units
@@ -142,11 +177,16 @@ class ProbCover(QueryStrategy):
     delta_grid: 100 candidate radii, evenly spaced up to the largest distance to another
         cluster (the paper scans a grid; its step is not tied to our embeddings).
     purity_sample: 5000 rows on which purity is measured (drawn by the rng); None measures it
-        on every row, which doubles the cost of a query at N = 100k.
+        on every row, an N x N pass that roughly triples the cost of a query.
     chunk_rows: 4096, block side of the distance passes (a block is ``chunk_rows**2``
         float32, 64 MiB at the default).
     max_edges: 250 million directed edges (about 4 GiB while the graph is built) before the
         query fails with a clear error instead of running out of memory; lower ``delta``.
+    approximate: False. True runs everything (purity radius, graph, coverage) on the rows
+        projected on their top ``approximate_dim`` principal directions (``pca_project``):
+        about ``D / approximate_dim`` times less work in the O(N^2) graph pass, but the graph
+        is only exact for the projected rows, an approximation of ProbCover on the embeddings.
+    approximate_dim: 128, the projection's dimension when ``approximate`` (ignored if >= D).
 
     Choices the paper leaves open, made here:
     - Balls are open (``distance < delta``) and contain their centre, as the reference code.
@@ -166,21 +206,23 @@ class ProbCover(QueryStrategy):
     purity_sample: Annotated[int, Ge(1)] | None = 5000
     chunk_rows: Annotated[int, Ge(1)] = 4096
     max_edges: Annotated[int, Ge(1)] = 250_000_000
+    approximate: bool = False
+    approximate_dim: Annotated[int, Ge(1)] = 128
 
     cold_start = True
-
-    def radius(self, x: np.ndarray, n_classes: int, rng: np.random.Generator, device: str | None) -> float:
-        """``delta`` for the (already normalised) rows ``x``: the fixed one or by purity."""
-        if self.delta is not None:
-            return float(self.delta)
-        return purity_delta(
-            x, n_classes, self.alpha, rng, self.delta_grid, self.purity_sample, self.chunk_rows, device
-        )
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
         device = distances.kernel_device(context.device)
         x = l2_normalise(context.embeddings) if self.normalize else context.embeddings
-        delta = self.radius(x, context.n_classes, rng, device)
+        if self.approximate and self.approximate_dim < x.shape[1]:
+            x = pca_project(x, self.approximate_dim, self.chunk_rows)
+        if self.delta is None:
+            delta = purity_delta(
+                x, cluster(x, context.n_classes, rng).labels, self.alpha, rng, self.delta_grid,
+                self.purity_sample, self.chunk_rows, device,
+            )
+        else:
+            delta = float(self.delta)
         try:
             graph = radius_graph(x, delta, self.chunk_rows, device, self.max_edges)
         except TooManyEdgesError as error:

@@ -83,6 +83,10 @@ class TypiClust(QueryStrategy):
       ordering). Clusters with no unlabelled row left are never picked.
     - Equal typicality (up to ``TIE_RTOL``, see ``strategies.clustering``: mutual nearest
       neighbours tie exactly) is broken by the rng; the reference code takes the first index.
+
+    Cost: the k-means of the pool, plus per pick an exact KNN inside one cluster, O(m^2 D) for
+    m remaining rows, in blocks of at most 2^24 distances. Cheap with hundreds of clusters; a
+    cold start with a few clusters of a very large pool is the expensive case.
     """
 
     k: Annotated[int, Ge(1)] = 20

@@ -142,3 +142,14 @@ def test_duplicates_of_the_labelled_rows_are_taken_last():
     chosen = select(x, labelled, 10, seed=0)
     assert set(chosen[:3]) == {0, 1, 2}
     assert not labelled[chosen].any() and np.unique(chosen).size == 10
+
+
+def test_kernel_device_falls_back_to_numpy():
+    import torch
+
+    assert distances.kernel_device("cpu") is None and distances.kernel_device(None) is None
+    assert distances.kernel_device("cuda") == ("cuda" if torch.cuda.is_available() else None)
+    x, labelled = gaussian_pool(200, 4, seed=0, n_labelled=5)
+    context = QueryContext(embeddings=x, labelled=labelled, n_classes=2, device="cuda")
+    expected = select(x, labelled, 10, seed=0)
+    np.testing.assert_array_equal(Coreset().select(context, 10, np.random.default_rng(0)), expected)

@@ -10,7 +10,7 @@ from scipy.spatial.distance import cdist
 from strategies import INITIAL_POOLS, QueryContext, StrategyError, distances
 from strategies.clustering import kmeans
 from strategies.distances import min_squared_distance_to_other_group, radius_graph
-from strategies.probcover import ProbCover, l2_normalise, purity_delta
+from strategies.probcover import ProbCover, cluster, l2_normalise, pca_project, purity_delta
 from tests.strategies.conformance import StrategyConformance
 
 
@@ -23,9 +23,9 @@ class TestProbCoverInitialPool(StrategyConformance):
     registry = INITIAL_POOLS
 
 
-class TestProbCoverSampledPurity(StrategyConformance):
+class TestProbCoverApproximate(StrategyConformance):
     strategy_name = "probcover"
-    params = {"purity_sample": 50, "chunk_rows": 64}
+    params = {"approximate": True, "approximate_dim": 4, "chunk_rows": 64, "purity_sample": 100}
 
 
 # ----------------------------------------------------------------------------- references
@@ -129,7 +129,8 @@ def test_min_distance_to_other_group(device):
 )
 def test_purity_delta_matches_brute_force(n, d, n_classes, alpha, sample):
     x, _ = blobs(n, d, n_classes, seed=d, n_labelled=0)
-    got = purity_delta(x, n_classes, alpha, np.random.default_rng(2), 100, sample, 256)
+    rng = np.random.default_rng(2)
+    got = purity_delta(x, cluster(x, n_classes, rng).labels, alpha, rng, 100, sample, 256)
     expected = reference_delta(x, n_classes, alpha, np.random.default_rng(2), 100, sample)
     assert got == pytest.approx(expected, rel=1e-5)
 
@@ -137,8 +138,8 @@ def test_purity_delta_matches_brute_force(n, d, n_classes, alpha, sample):
 def test_purity_delta_without_a_grid_value_uses_the_exact_quantile():
     x, _ = blobs(300, 4, 3, seed=0, n_labelled=0)
     # One candidate (the largest distance to another cluster): purity there is ~1/N < alpha.
-    delta = purity_delta(x, 3, 0.95, np.random.default_rng(0), grid_size=1)
     groups = kmeans(x, 3, np.random.default_rng(0)).labels
+    delta = purity_delta(x, groups, 0.95, np.random.default_rng(0), grid_size=1)
     dist = cdist(x.astype(np.float64), x.astype(np.float64))
     to_other = np.where(groups[:, None] != groups[None, :], dist, np.inf).min(axis=1)
     assert np.mean(to_other >= delta) >= 0.95  # pure enough ...
@@ -222,3 +223,23 @@ def test_edge_budget_is_a_strategy_error():
 def test_l2_normalise():
     x = np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32)
     np.testing.assert_allclose(l2_normalise(x), [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_pca_projection_shrinks_distances_and_keeps_them_at_full_rank():
+    x, _ = blobs(400, 10, 3, seed=2, n_labelled=0)
+    full = cdist(x.astype(np.float64), x.astype(np.float64))
+    projected = pca_project(x, 3, chunk_rows=64)
+    assert projected.shape == (400, 3)
+    assert (cdist(projected.astype(np.float64), projected.astype(np.float64)) <= full + 1e-4).all()
+    np.testing.assert_allclose(cdist(pca_project(x, 10), pca_project(x, 10)), full, atol=1e-4)
+
+
+def test_approximate_selection_matches_reference_on_the_projection():
+    from sklearn.decomposition import PCA
+
+    x, labelled = blobs(900, 24, 6, seed=8, n_labelled=20, spread=2.0)
+    fast = select(x, labelled, 30, seed=3, delta=0.3, approximate=True, approximate_dim=5)
+    unit = x.astype(np.float64) / np.linalg.norm(x.astype(np.float64), axis=1, keepdims=True)
+    projected = PCA(n_components=5, svd_solver="full").fit_transform(unit)
+    ref = reference_probcover(projected, labelled, 30, np.random.default_rng(3), 0.3)
+    np.testing.assert_array_equal(fast, ref)
