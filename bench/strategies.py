@@ -1,16 +1,19 @@
 """Time and peak memory of one query of every registered query strategy, beside scikit-activeml.
 
-    python bench/strategies.py                      # 10k and 100k pools (about 20 minutes)
-    python bench/strategies.py --quick              # 10k pools only, a smoke run
+    python bench/strategies.py                      # three 10k and 100k pools (~10 minutes)
+    python bench/strategies.py --quick              # one 10k pool, a smoke run (~3 minutes)
+    python bench/strategies.py --full               # D = 384..4096, C = 4..77 (~30 minutes)
     python bench/strategies.py --sizes 1m --out bench-1m.md
 
 Pools are synthetic Gaussian mixtures (rows L2-normalised, like sentence embeddings) with
-L = 1000 labelled rows and a batch of B = 100; the head is scikit-learn's LogisticRegression
+L = 1000 labelled rows and a batch of B = 100; the 100k default is the target configuration
+(N = 100k, D = 768, C = 20); the head is scikit-learn's LogisticRegression
 fitted on the labelled rows, and its probabilities feed the strategies that need them. Every
 (strategy, pool, implementation) runs in its own subprocess, so the peak RSS is honest and a
 runaway is stopped: by the timeout (``--timeout``, 120 s) or when its resident memory passes
 ``--max-rss-gb``. A case an implementation failed is not retried on larger pools of the same
-size (marked "skipped").
+size (marked "skipped"). Measurements are single-threaded by default (``--threads``): on a
+shared 2-core machine, multithreaded BLAS/OpenMP timings swing by up to 10x with the load.
 
 Columns: time is the wall time of one ``select`` (albench) or ``query`` (scikit-activeml)
 call; memory is the peak RSS during that call above the RSS before it (the pool itself is
@@ -25,6 +28,8 @@ printed; install it with ``pip install scikit-activeml==1.0.*``.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import gc
 import importlib
 import json
 import os
@@ -46,12 +51,17 @@ if str(ROOT) not in sys.path:
 LABELLED = 1000
 BATCH = 100
 SIZES = {"10k": 10_000, "100k": 100_000, "1m": 1_000_000}
-CASES = {  # pool size -> (D, C); the first 100k case is the target configuration
+FULL_CASES = {  # pool size -> (D, C); the first 100k case is the target configuration
     "10k": [(384, 4), (384, 77), (1024, 20), (4096, 20)],
     "100k": [(768, 20), (384, 4), (1024, 77)],
     "1m": [(384, 20), (1024, 20)],
 }
-QUICK_CASES = {"10k": [(384, 20), (1024, 77)]}
+DEFAULT_CASES = {  # a subset that runs in about 10 minutes on 2 cores
+    "10k": [(384, 4), (1024, 77)],
+    "100k": [(768, 20)],
+    "1m": [(384, 20)],
+}
+QUICK_CASES = {"10k": [(384, 20)]}
 INSTALL_HINT = "pip install scikit-activeml==1.0.*"
 
 # albench name -> (scikit-activeml class, its parameters, whether query takes the classifier).
@@ -89,6 +99,39 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss_bytes() -> int:
+    """The process's peak RSS since start or the last reset (VmHWM; ``getrusage`` may also
+    remember peaks of exited threads, which no reset clears)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def measured(call) -> tuple[object, float, int]:
+    """``call()``'s result, wall seconds, and peak RSS during it above the RSS before it.
+
+    The kernel's peak-RSS mark is reset first (``/proc/self/clear_refs``), so earlier peaks
+    (imports, loading, warm-up) do not count.
+    """
+    gc.collect()
+    try:  # hand memory freed earlier (warm-up) back to the OS, so it is not reused unseen
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass  # no reset: the peak may include earlier ones
+    before = rss_bytes()
+    start = time.perf_counter()
+    result = call()
+    seconds = time.perf_counter() - start
+    return result, seconds, max(0, peak_rss_bytes() - before)
+
+
 def make_pool(case: Case, folder: Path) -> Path:
     """Write the pool, labels, labelled mask and fitted head of ``case`` once; reuse after."""
     from sklearn.linear_model import LogisticRegression
@@ -103,7 +146,8 @@ def make_pool(case: Case, folder: Path) -> Path:
     x = np.lib.format.open_memmap(path / "x.npy", mode="w+", dtype=np.float32, shape=(case.n, case.d))
     for start in range(0, case.n, 65536):
         stop = min(start + 65536, case.n)
-        block = 0.6 * centres[labels[start:stop]] + rng.standard_normal((stop - start, case.d), dtype=np.float32)
+        noise = rng.standard_normal((stop - start, case.d), dtype=np.float32)
+        block = 0.6 * centres[labels[start:stop]] + noise
         block /= np.linalg.norm(block, axis=1, keepdims=True)
         x[start:stop] = block
     x.flush()
@@ -116,16 +160,22 @@ def make_pool(case: Case, folder: Path) -> Path:
     intercept[model.classes_] = model.intercept_
     np.savez(path / "pool.npz", labels=labels, labelled=labelled, coef=coef, intercept=intercept)
     try:  # the same classifier, wrapped for scikit-activeml
-        from skactiveml.classifier import SklearnClassifier
-
-        clf = SklearnClassifier(LogisticRegression(max_iter=1000), classes=np.arange(case.c), random_state=0)
-        clf.fit(x[labelled], labels[labelled].astype(np.float64))
+        clf = anchor_classifier(x, labels, labelled, case.c)
         (path / "skactiveml_clf.pkl").write_bytes(pickle.dumps(clf))
     except ImportError:
         pass
     del x
     (path / "done").touch()
     return path
+
+
+def anchor_classifier(x, labels, labelled, n_classes: int):
+    """scikit-activeml's wrapper around the same logistic regression, fitted on the labelled rows."""
+    from skactiveml.classifier import SklearnClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    clf = SklearnClassifier(LogisticRegression(max_iter=1000), classes=np.arange(n_classes), random_state=0)
+    return clf.fit(x[labelled], labels[labelled].astype(np.float64))
 
 
 def load_pool(path: Path):
@@ -179,36 +229,35 @@ def run_albench(name: str, x, labels, labelled, coef, intercept) -> dict:
     start = time.perf_counter()
     context = context_of(slice(None))
     probs_s = time.perf_counter() - start if context.probabilities is not None else None
-    before = rss_bytes()
-    start = time.perf_counter()
-    chosen = strategy.select(context, BATCH, np.random.default_rng(0))
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    chosen, seconds, peak = measured(lambda: strategy.select(context, BATCH, np.random.default_rng(0)))
     assert len(set(chosen.tolist())) == BATCH and not labelled[chosen].any()
-    return {"seconds": seconds, "peak_bytes": max(0, peak - before), "probs_s": probs_s}
+    return {"seconds": seconds, "peak_bytes": peak, "probs_s": probs_s}
 
 
 def run_anchor(name: str, path: Path, x, labels, labelled, coef, intercept) -> dict:
-    import skactiveml.pool as pool
+    from skactiveml import pool
 
     class_name, params, takes_clf = ANCHORS[name]
     n_classes = coef.shape[0]
     extra = {"n_classes": n_classes} if class_name == "ProbCover" else {}
-    strategy = getattr(pool, class_name)(random_state=0, **params, **extra)
+    def strategy():  # a fresh object per call: some (ProbCover) keep state between queries
+        return getattr(pool, class_name)(random_state=0, **params, **extra)
+
     y = np.where(labelled, labels, np.nan).astype(np.float64)
     kwargs = {"batch_size": BATCH}
     if takes_clf:
-        clf = pickle.loads((path / "skactiveml_clf.pkl").read_bytes())
+        cached = path / "skactiveml_clf.pkl"  # absent if the pool predates installing skactiveml
+        if cached.exists():
+            clf = pickle.loads(cached.read_bytes())
+        else:
+            clf = anchor_classifier(x, labels, labelled, n_classes)
         kwargs.update(clf=clf, fit_clf=False)
     warm = np.arange(min(2000, x.shape[0]))
-    strategy.query(x[warm], y[warm], **{**kwargs, "batch_size": 20})
-    before = rss_bytes()
-    start = time.perf_counter()
-    chosen = np.asarray(strategy.query(x, y, **kwargs))
-    seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    strategy().query(x[warm], y[warm], **{**kwargs, "batch_size": 20})
+    timed = strategy()
+    chosen, seconds, peak = measured(lambda: np.asarray(timed.query(x, y, **kwargs)))
     assert len(set(chosen.tolist())) == BATCH and not labelled[chosen].any()
-    return {"seconds": seconds, "peak_bytes": max(0, peak - before)}
+    return {"seconds": seconds, "peak_bytes": peak}
 
 
 def child(job: dict) -> None:
@@ -226,7 +275,9 @@ def child(job: dict) -> None:
 
 def run_child(job: dict, timeout: float, max_rss: float) -> dict:
     """Run one measurement in a subprocess; stop it past ``timeout`` s or ``max_rss`` bytes."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    threads = str(job["threads"])
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": threads,
+           "OPENBLAS_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", json.dumps(job)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
@@ -262,13 +313,12 @@ def fmt_time(r: dict) -> str:
 
 
 def fmt_mem(r: dict) -> str:
-    return f"{r['peak_bytes'] / 2**20:.0f}" if r.get("status") == "ok" else "-"
+    return f"{r['peak_bytes'] / 2**20:.1f}" if r.get("status") == "ok" else "-"
 
 
-def ratio(ours: dict, anchor: dict, key: str) -> str:
-    if ours.get("status") != "ok" or anchor.get("status") != "ok":
-        return "-"
-    if ours[key] <= 0:
+def ratio(ours: dict, anchor: dict, key: str, floor: float) -> str:
+    """anchor / ours; "-" when either failed or ours is below ``floor`` (noise)."""
+    if ours.get("status") != "ok" or anchor.get("status") != "ok" or ours[key] < floor:
         return "-"
     return f"{anchor[key] / ours[key]:.1f}x"
 
@@ -282,10 +332,14 @@ HEADER = (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", default="10k,100k", help="comma list of 10k, 100k, 1m")
-    parser.add_argument("--quick", action="store_true", help="two 10k pools only")
+    parser.add_argument("--quick", action="store_true", help="one 10k pool only")
+    parser.add_argument("--full", action="store_true",
+                        help="every (D, C) case of each size (10k and 100k: about 30 minutes)")
     parser.add_argument("--strategies", default="", help="comma list (default: all registered)")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
     parser.add_argument("--max-rss-gb", type=float, default=10.0, help="memory cap per measurement")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS/OpenMP threads per measurement (1: stable on a shared machine)")
     parser.add_argument("--cache", default="/tmp/albench-bench", help="where pools are kept")
     parser.add_argument("--out", help="also write the markdown table to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -306,13 +360,17 @@ def main() -> None:
     except ImportError:
         anchors_available = False
         anchor_note = f"scikit-activeml not installed ({INSTALL_HINT}): albench only"
-    grid = QUICK_CASES if args.quick else {s: CASES[s] for s in args.sizes.split(",")}
+    grid = FULL_CASES if args.full else DEFAULT_CASES
+    grid = QUICK_CASES if args.quick else {size: grid[size] for size in args.sizes.split(",")}
     cases = [Case(size, SIZES[size], d, c) for size, pairs in grid.items() for d, c in pairs]
     cache = Path(args.cache)
     max_rss = args.max_rss_gb * 2**30
-    lines = [f"B = {BATCH}, L = {LABELLED}; {anchor_note}; timeout {args.timeout:.0f} s; "
-             f"times in seconds, memory = peak RSS above the pool's, MiB; ratio = skactiveml / albench",
-             "", HEADER]
+    title = (
+        f"B = {BATCH}, L = {LABELLED}; {anchor_note}; {args.threads} thread(s); "
+        f"timeout {args.timeout:.0f} s, memory cap {args.max_rss_gb:.0f} GiB; times in seconds, "
+        "memory = peak RSS above the pool's, MiB; ratio = skactiveml / albench"
+    )
+    lines = [title, "", HEADER]
     print("\n".join(lines), flush=True)
     failed: dict[tuple[str, str, str], Case] = {}  # (impl, name, size) -> the case it failed on
     probs_seconds: dict[Case, float] = {}  # the pool's probabilities, once per case
@@ -328,7 +386,7 @@ def main() -> None:
                 if earlier and earlier.d <= case.d and earlier.c <= case.c:
                     results[impl] = {"status": f"skipped (failed at D={earlier.d}, C={earlier.c})"}
                     continue
-                job = {"impl": impl, "name": name, "path": str(path)}
+                job = {"impl": impl, "name": name, "path": str(path), "threads": args.threads}
                 results[impl] = run_child(job, args.timeout, max_rss)
                 if results[impl]["status"] != "ok":
                     failed.setdefault((impl, name, case.size), case)
@@ -336,8 +394,8 @@ def main() -> None:
             if ours.get("probs_s") is not None:
                 probs_seconds.setdefault(case, ours["probs_s"])
             row = (f"| {case.n:,} | {case.d} | {case.c} | {name} | {fmt_time(ours)} | {fmt_mem(ours)} "
-                   f"| {fmt_time(anchor)} | {fmt_mem(anchor)} | {ratio(ours, anchor, 'seconds')} "
-                   f"| {ratio(ours, anchor, 'peak_bytes')} |")
+                   f"| {fmt_time(anchor)} | {fmt_mem(anchor)} | {ratio(ours, anchor, 'seconds', 1e-3)} "
+                   f"| {ratio(ours, anchor, 'peak_bytes', 2**20)} |")
             lines.append(row)
             print(row, flush=True)
     notes = [""] + [

@@ -1,14 +1,28 @@
-"""Per-trial checkpoints (labelled rows in order + rng state), written atomically as JSON."""
+"""Per-trial checkpoints (labelled rows in order + rng state), written atomically as JSON.
+
+The checkpoint directory also holds the grid's lock file: one driver at a time per checkpoint
+directory (a second ``albench run`` of the same config would log the same trials twice). The
+lock is an ``flock``, released by the kernel when the driver exits, even when it is killed.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 from workers.trajectory import Checkpoint
+
+LOCK_NAME = ".albench.lock"
+
+
+class GridLockedError(RuntimeError):
+    """Another driver is running a grid with the same checkpoint directory."""
 
 
 class CheckpointStore:
@@ -21,19 +35,67 @@ class CheckpointStore:
         return self.root / f"{trial_key}.json"
 
     def save(self, trial_key: str, checkpoint: Checkpoint) -> None:
+        """Write to a temporary file, fsync, rename: a reader sees the old or the new one."""
         self.root.mkdir(parents=True, exist_ok=True)
         target = self._path(trial_key)
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        temporary.write_text(json.dumps(asdict(checkpoint)))
-        os.replace(temporary, target)
+        try:
+            with open(temporary, "w") as handle:
+                handle.write(json.dumps(asdict(checkpoint)))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        finally:
+            temporary.unlink(missing_ok=True)
 
     def load(self, trial_key: str) -> Checkpoint | None:
+        """The trial's checkpoint, or None when there is none or it is unreadable."""
         try:
             data = json.loads(self._path(trial_key).read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
+            return Checkpoint(cycle=int(data["cycle"]), labelled_order=list(data["labelled_order"]),
+                              rng_state=dict(data["rng_state"]))
+        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
-        return Checkpoint(cycle=data["cycle"], labelled_order=data["labelled_order"],
-                          rng_state=data["rng_state"])
 
     def remove(self, trial_key: str) -> None:
         self._path(trial_key).unlink(missing_ok=True)
+
+    def trial_keys(self) -> list[str]:
+        """Trial keys that have a checkpoint (trials caught mid-trajectory)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.stem for p in self.root.glob("*.json"))
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the grid lock for the duration; GridLockedError when another driver has it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.root / LOCK_NAME, "a+")
+        try:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise GridLockedError(
+                    f"another albench run is using {self.root} (its lock {LOCK_NAME} is held); "
+                    "wait for it to end, or give this config its own store.checkpoints"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # closing releases the flock
+
+    def locked(self) -> bool:
+        """True while a driver holds the grid lock (so RUNNING runs are really running)."""
+        path = self.root / LOCK_NAME
+        if not path.exists():
+            return False
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return False

@@ -66,57 +66,111 @@ def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     config = _load(config_path)
     plan = _plan(config)
     init_ray()
-    embedding_stage(plan, EmbeddingStore(config.store.path), console)
+    errors: dict[str, str] = {}
+    embedding_stage(plan, EmbeddingStore(config.store.path), console, errors=errors)
     console.print(f"store: {config.store.path.resolve()}")
+    if errors:
+        raise typer.Exit(EXIT_FAILED_TRIALS)
+
+
+def _describe(trial) -> str:
+    return (f"{trial.dataset} / {trial.embedder} / {trial.initial_pool.label} / "
+            f"{trial.strategy.label} / seed {trial.seed}")
 
 
 @app.command()
 def run(
     config_path: Path = typer.Argument(..., metavar="CONFIG"),
-    force: bool = typer.Option(False, "--force", help="Rerun every trial, even finished ones."),
+    force: bool = typer.Option(False, "--force",
+                               help="Rerun every trial from scratch, even finished ones (their "
+                                    "old runs are deleted in MLflow once the new ones finish)."),
     rerun_failed: bool = typer.Option(
         True, "--rerun-failed/--only-missing",
-        help="Rerun FAILED/KILLED trials (default), or run only trials with no run at all.",
+        help="Rerun FAILED trials too (default), or skip them and run only trials without a run "
+             "or interrupted ones. Interrupted trials always resume from their checkpoint.",
     ),
 ) -> None:
-    """Embed what is missing and run every trial without a FINISHED run; print the AUC table."""
+    """Run every trial of CONFIG that has no FINISHED run (resuming interrupted ones from their
+    last completed cycle), embedding only what they need; print the AUC table.
+
+    Exit code: 0 all done, 1 some trials failed, 2 bad config or grid locked, 130 interrupted.
+    """
+    from orchestrator.checkpoints import GridLockedError
     from orchestrator.report import auc_table
-    from orchestrator.runner import init_ray, run_grid
+    from orchestrator.runner import run_grid
 
     config = _load(config_path)
     plan = _plan(config)
-    init_ray()
     tracker = _tracker(config)
     try:
-        summary = run_grid(plan, tracker, console, force=force, rerun_failed=rerun_failed)
+        summary = run_grid(plan, tracker, console, force=force, rerun_failed=rerun_failed,
+                           sigterm_as_interrupt=True)
+    except GridLockedError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: in-flight trials marked KILLED; rerun to resume[/yellow]")
+        console.print("[yellow]interrupted: in-flight trials marked KILLED, finished cycles kept; "
+                      f"rerun `albench run {config_path}` to resume[/yellow]", highlight=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     console.print(auc_table(plan.trials, tracker.trial_runs()))
-    console.print(f"finished {summary.finished}, skipped {summary.skipped}, failed {len(summary.failed)}")
+    notes = []
+    if summary.resumed:
+        notes.append(f"{summary.resumed} continued an interrupted or failed run")
+    if summary.resubmitted:
+        notes.append(f"{summary.resubmitted} resubmitted after a lost worker")
+    console.print(f"finished {summary.finished}, failed {len(summary.failed)}, skipped "
+                  f"{summary.skipped} (already done)" + (f"; {', '.join(notes)}" if notes else ""),
+                  highlight=False)
     for trial, error in summary.failed:
-        console.print(f"[red]FAILED[/red] {trial.dataset} / {trial.embedder} / "
-                      f"{trial.initial_pool.label} / {trial.strategy.label} / seed {trial.seed}: {error}",
+        console.print(f"[red]FAILED[/red] {_describe(trial)}: {error.splitlines()[0] if error else ''}",
                       highlight=False)
     console.print(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
                   f"(open it with: albench ui {config_path})")
     if summary.failed:
+        console.print(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
+                      f"runs, `albench status {config_path}` lists them); "
+                      "`albench run` reruns them", highlight=False)
         raise typer.Exit(EXIT_FAILED_TRIALS)
 
 
 @app.command()
 def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Done / failed / running / pending trials per dataset and embedder, from MLflow."""
-    from orchestrator.report import status_counts
+    from orchestrator.checkpoints import CheckpointStore
+    from orchestrator.report import grid_status
+    from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config)
-    table, failed = status_counts(plan.trials, _tracker(config).trial_runs())
-    console.print(table)
-    for trial, error in failed:
-        console.print(f"[red]failed[/red] {trial.trial_key} {trial.dataset} / {trial.embedder} / "
-                      f"{trial.initial_pool.label} / {trial.strategy.label} / seed {trial.seed}: "
+    checkpoints = CheckpointStore(config.store.checkpoints)
+    cycles = {}
+    for key in checkpoints.trial_keys():
+        found = checkpoints.load(key)
+        if found is not None:
+            cycles[key] = found.cycle
+    store = EmbeddingStore(config.store.path)
+    stored = {(j.dataset_name, j.embedder.name): store.has(j.dataset_name, j.embedder.name, j.key)
+              for j in plan.jobs}
+    driver_running = checkpoints.locked()
+    result = grid_status(plan.trials, _tracker(config).trial_runs(), driver_running=driver_running,
+                         checkpoints=cycles, stored=stored)
+    console.print(result.table)
+    totals = result.totals
+    console.print(f"{len(plan.trials)} trials: {totals['done']} done, {totals['failed']} failed, "
+                  f"{totals['running']} running, {totals['pending']} pending"
+                  + ("" if driver_running else " (no albench run is active)"), highlight=False)
+    for trial, error in result.failed:
+        console.print(f"[red]failed[/red] {trial.trial_key} {_describe(trial)}: "
                       f"{error.splitlines()[0] if error else ''}", highlight=False)
+    shown = 20
+    for trial, why in result.interrupted[:shown]:
+        console.print(f"[yellow]interrupted[/yellow] {trial.trial_key} {_describe(trial)}: {why}",
+                      highlight=False)
+    if len(result.interrupted) > shown:
+        console.print(f"... and {len(result.interrupted) - shown} more interrupted trials")
+    if result.interrupted and not driver_running:
+        console.print(f"`albench run {config_path}` resumes interrupted trials from their checkpoints",
+                      highlight=False)
 
 
 @app.command()
@@ -130,11 +184,12 @@ def ui(
     config_path: Path = typer.Argument(None, metavar="[CONFIG]"),
     host: str = typer.Option("127.0.0.1", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(5000, help="Port of the MLflow UI."),
+    workers: int = typer.Option(1, help="Server worker processes (one is plenty for one user)."),
 ) -> None:
     """Open the MLflow UI on the config's tracking store (default sqlite:///mlflow.db)."""
     uri = _load(config_path).tracking.uri if config_path else "sqlite:///mlflow.db"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", host, "--port", str(port)]
+               "--host", host, "--port", str(port), "--workers", str(workers)]
     console.print(f"MLflow UI on http://{host}:{port} ({uri})")
     raise typer.Exit(subprocess.call(command, env={**os.environ}))
 

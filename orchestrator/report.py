@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 import numpy as np
 from rich.table import Table
@@ -30,12 +31,33 @@ def auc_table(trials: list[TrialSpec], runs: dict[str, TrialRun], metric: str = 
     return table
 
 
-def status_counts(trials: list[TrialSpec], runs: dict[str, TrialRun]) -> tuple[Table, list[tuple[TrialSpec, str]]]:
-    """Done / failed / running / pending per (dataset, embedder), and the failed trials."""
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(
-        lambda: {"done": 0, "failed": 0, "running": 0, "pending": 0}
-    )
+@dataclass
+class GridStatus:
+    """Where a grid stands, per (dataset, embedder) and in total."""
+
+    table: Table
+    totals: dict[str, int]
+    failed: list[tuple[TrialSpec, str]]
+    interrupted: list[tuple[TrialSpec, str]]
+
+
+STATES = ("done", "failed", "running", "pending")
+
+
+def grid_status(trials: list[TrialSpec], runs: dict[str, TrialRun], *, driver_running: bool,
+                checkpoints: dict[str, int] | None = None,
+                stored: dict[tuple[str, str], bool] | None = None) -> GridStatus:
+    """Done / failed / running / pending per (dataset, embedder), and the failed trials.
+
+    done: a FINISHED run. failed: a FAILED run (its error is listed). running: a RUNNING run
+    while a driver holds the grid lock. pending: no run yet, or an interrupted one (KILLED by
+    Ctrl-C, or RUNNING with no driver alive: the driver was killed); those resume from their
+    checkpoint (``checkpoints``: trial key -> last completed cycle) on the next ``albench run``.
+    """
+    checkpoints = checkpoints or {}
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(STATES, 0))
     failed: list[tuple[TrialSpec, str]] = []
+    interrupted: list[tuple[TrialSpec, str]] = []
     for trial in trials:
         run = runs.get(trial.trial_key)
         cell = counts[(trial.dataset, trial.embedder)]
@@ -43,14 +65,35 @@ def status_counts(trials: list[TrialSpec], runs: dict[str, TrialRun]) -> tuple[T
             cell["pending"] += 1
         elif run.status == "FINISHED":
             cell["done"] += 1
-        elif run.status == "RUNNING":
-            cell["running"] += 1
-        else:  # FAILED, KILLED
+        elif run.status == "FAILED":
             cell["failed"] += 1
-            failed.append((trial, run.tags.get(ERROR_TAG, run.status)))
+            failed.append((trial, run.tags.get(ERROR_TAG, "FAILED (no error recorded)")))
+        elif run.status == "RUNNING" and driver_running:
+            cell["running"] += 1
+        else:  # KILLED, or RUNNING with no driver alive
+            cell["pending"] += 1
+            cycle = checkpoints.get(trial.trial_key)
+            where = (f"resumes after cycle {cycle} of {trial.protocol.n_cycles}" if cycle is not None
+                     else "restarts from cycle 0")
+            why = "interrupted (Ctrl-C or SIGTERM)" if run.status == "KILLED" else "its driver died"
+            interrupted.append((trial, f"{why}; {where}"))
     table = Table(title="trial status")
-    for column in ("dataset", "embedder", "done", "failed", "running", "pending"):
-        table.add_column(column)
+    columns = ["dataset", "embedder", *STATES] + (["store"] if stored is not None else [])
+    for column in columns:
+        table.add_column(column, justify="right" if column in STATES else "left")
+    totals = dict.fromkeys(STATES, 0)
     for (dataset, embedder), c in sorted(counts.items()):
-        table.add_row(dataset, embedder, *(str(c[k]) for k in ("done", "failed", "running", "pending")))
-    return table, failed
+        row = [dataset, embedder, *(str(c[k]) for k in STATES)]
+        if stored is not None:
+            row.append("embedded" if stored.get((dataset, embedder)) else "missing")
+        table.add_row(*row)
+        for k in STATES:
+            totals[k] += c[k]
+    return GridStatus(table, totals, failed, interrupted)
+
+
+def status_counts(trials: list[TrialSpec], runs: dict[str, TrialRun]
+                  ) -> tuple[Table, list[tuple[TrialSpec, str]]]:
+    """The status table and the failed trials (RUNNING runs counted as running)."""
+    status = grid_status(trials, runs, driver_running=True)
+    return status.table, status.failed

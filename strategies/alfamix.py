@@ -117,7 +117,8 @@ class AlfaMix(QueryStrategy):
     """Candidates whose prediction a bounded mix towards a class anchor flips, one per cluster.
 
     1. Anchors: the mean embedding of the labelled rows of every class that has one (classes
-       without labelled rows have no anchor).
+       without labelled rows have no anchor; the reference code gives them the mean of all
+       labelled rows).
     2. For every unlabelled row and anchor, the paper's closed-form optimal mixing vector
        (module docstring) under the cap ``eps = cap / sqrt(D)``; the row is a candidate if the
        head's prediction for any mix differs from its prediction ``y*``.

@@ -53,11 +53,10 @@ def kmeans(x: np.ndarray, n_clusters: int, rng: np.random.Generator, n_init: int
     """Cluster the rows of ``x`` (M, D) into ``n_clusters`` groups with k-means++ seeding.
 
     ``KMeans`` for ``n_clusters <= 50``, else ``MiniBatchKMeans(batch_size=5000)``, as the
-    TypiClust reference code. ``n_init=1`` (scikit-learn's current default for k-means++;
-    the reference ran with the old default of 10 restarts, ten times the cost for little
-    change in the picked points). Requires ``1 <= n_clusters <= M``. Rows that coincide may
-    leave clusters empty; scikit-learn's warning about it is silenced, callers handle empty
-    clusters.
+    TypiClust reference code. ``n_init=1``, scikit-learn's current default for k-means++ (the
+    reference code ran under the old default of 10 restarts, at ten times the cost). Requires
+    ``1 <= n_clusters <= M``. Rows that coincide may leave clusters empty; scikit-learn's
+    warning about it is silenced, callers handle empty clusters.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not 1 <= n_clusters <= x.shape[0]:

@@ -12,7 +12,10 @@ class TrajectoryWorker:
     """Runs trajectories and streams their cycles back (a Ray streaming generator method).
 
     The embeddings arrive as a shared read-only object from the Ray object store; nothing is
-    copied per trial. The driver is the only writer of MLflow and checkpoints.
+    copied per trial. The driver is the only writer of MLflow and checkpoints, so an actor holds
+    no state worth keeping: when one dies (its process killed, its node lost) the driver
+    resubmits the trial to another actor with the last checkpoint it saved. The driver calls
+    ``pid`` once as a readiness probe before giving an actor work.
     """
 
     def run(self, trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
@@ -23,3 +26,8 @@ class TrajectoryWorker:
         import os
 
         return os.getpid()
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()

@@ -48,14 +48,19 @@ def embed_into_store(job: EmbeddingJob, dataset: TextDataset, store_root: str, t
         "albench_version": _albench_version(),
     }
     rows = 0
-    for split, texts, labels in (
-        ("train", dataset.train_texts, dataset.train_labels),
-        ("test", dataset.test_texts, dataset.test_labels),
-    ):
-        vectors = embedder.encode(texts)
-        store.write(job.dataset_name, job.embedder.name, job.key, split, vectors, labels,
-                    metadata, dtype=job.embedder.store_dtype)
-        rows += len(texts)
+    try:
+        for split, texts, labels in (
+            ("train", dataset.train_texts, dataset.train_labels),
+            ("test", dataset.test_texts, dataset.test_labels),
+        ):
+            vectors = embedder.encode(texts)
+            store.write(job.dataset_name, job.embedder.name, job.key, split, vectors, labels,
+                        metadata, dtype=job.embedder.store_dtype)
+            rows += len(texts)
+    except BaseException:
+        # Each file is written by rename; an entry is both splits: never leave half of one.
+        store.remove(job.dataset_name, job.embedder.name, job.key)
+        raise
     seconds = time.perf_counter() - began
     return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": rows,
             "seconds": seconds, "device": device}

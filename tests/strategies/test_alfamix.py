@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from strategies import QueryContext
-from strategies.alfamix import AlfaMix, first_flipping_cap, alpha_caps
+from strategies.alfamix import AlfaMix, alpha_caps, first_flipping_cap
 from tests.strategies.conformance import StrategyConformance, fitted_head
 from tests.strategies.test_dropquery import reference_kmeans_representatives
 

@@ -7,7 +7,7 @@ import pytest
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from strategies import QueryContext
-from strategies.dropquery import DropQuery
+from strategies.dropquery import DropQuery, dropout_disagreements, dropout_masks
 from tests.strategies.conformance import StrategyConformance, fitted_head, make_pool
 
 
@@ -23,7 +23,8 @@ def reference_kmeans_representatives(features, candidates, others, n, rng):
     """
     if len(candidates) <= n:
         picked = list(rng.permutation(candidates))
-        return np.array(picked + list(rng.choice(others, size=n - len(picked), replace=False)), dtype=np.int64)
+        picked += list(rng.choice(others, size=n - len(picked), replace=False))
+        return np.array(picked, dtype=np.int64)
     seed = int(rng.integers(0, 2**31 - 1))
     if n <= 50:
         model = KMeans(n_clusters=n, n_init=1, random_state=seed)
@@ -36,7 +37,8 @@ def reference_kmeans_representatives(features, candidates, others, n, rng):
         members = [i for i in range(len(candidates)) if model.labels_[i] == c]
         if not members:
             continue
-        dist = {i: float(np.sum((features[i].astype(np.float64) - model.cluster_centers_[c]) ** 2)) for i in members}
+        centre = model.cluster_centers_[c].astype(np.float64)
+        dist = {i: float(np.sum((features[i].astype(np.float64) - centre) ** 2)) for i in members}
         # Distances within 1e-5 (relative) of the smallest tie: a two-member cluster's centre is
         # their midpoint, an exact tie that rounding must not decide.
         best = min(dist.values())
@@ -56,7 +58,8 @@ def reference_dropquery(x, labelled, probabilities, head, n, rng, n_drops=3, dro
     """Dropout predictions row by row in float64; the same masks (one generator per run)."""
     unlabelled = np.flatnonzero(~labelled)
     runs = rng.spawn(n_drops)
-    keep = [r.integers(0, 2**16, size=(unlabelled.size, x.shape[1]), dtype=np.uint16) >= round(drop_rate * 2**16)
+    threshold = round(drop_rate * 2**16)  # uniform 16-bit draws at or above it are kept
+    keep = [r.integers(0, 2**16, size=(unlabelled.size, x.shape[1]), dtype=np.uint16) >= threshold
             for r in runs]
     w, b = head.weights.astype(np.float64), head.bias.astype(np.float64)
     changes = np.zeros(unlabelled.size, dtype=int)
@@ -91,14 +94,14 @@ def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
     context = QueryContext(embeddings=x, labelled=labelled, n_classes=n_classes,
                            probabilities=probabilities, head=head)
     fast = DropQuery(**params).select(context, batch, np.random.default_rng(3))
-    slow, margin = reference_dropquery(x, labelled, probabilities, head, batch, np.random.default_rng(3), **params)
+    slow, margin = reference_dropquery(
+        x, labelled, probabilities, head, batch, np.random.default_rng(3), **params
+    )
     assert margin > 1e-3, "a near-tie of logits: float32 and float64 may disagree; change the seed"
     np.testing.assert_array_equal(fast, slow)
 
 
 def test_mask_rate_and_chunk_independence():
-    from strategies.dropquery import dropout_disagreements, dropout_masks
-
     keep = dropout_masks(np.random.default_rng(0), (1000, 100), 0.75)
     assert abs(keep.mean() - 0.25) < 0.01
     x, labels, labelled = make_pool(n=301, d=15, n_classes=5, n_labelled=40, seed=2)  # odd sizes
@@ -108,5 +111,7 @@ def test_mask_rate_and_chunk_independence():
     rows = np.flatnonzero(~labelled)
     whole = dropout_disagreements(context, rows, 3, 0.75, np.random.default_rng(1), chunk_rows=10**6)
     for chunk_rows in (1, 7, 64):
-        chunked = dropout_disagreements(context, rows, 3, 0.75, np.random.default_rng(1), chunk_rows=chunk_rows)
+        chunked = dropout_disagreements(
+            context, rows, 3, 0.75, np.random.default_rng(1), chunk_rows=chunk_rows
+        )
         np.testing.assert_array_equal(chunked, whole)

@@ -1,0 +1,566 @@
+"""Kill anything, rerun, get exactly the same results once: real Ray, real SQLite MLflow, real
+Parquet store, real processes killed.
+
+Every long grid here is compared with one clean, uninterrupted run of the same grid
+(``reference``): a trial's curve is the same whatever happened to the driver, its workers or a
+node. Drivers that get killed run as ``python -m orchestrator.cli run`` subprocesses in a session
+of their own, so a SIGKILL of the group also removes the local Ray cluster the driver started,
+and the test session's own Ray (``ray_session``) is never touched; the reruns use the same CLI
+command in this process (on the session's Ray, to save a Ray start). The two-node cluster has its
+own temp dir and port, token authentication off for it and its driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from rich.console import Console
+
+from orchestrator.config import parse_config
+from orchestrator.grid import prepare_plan
+from orchestrator.runner import CYCLE_METRICS, embedding_stage, run_grid
+from orchestrator.tracking import TRIAL_KEY_TAG, Tracker
+from tests.conftest import tiny_config, write_config, write_corpus
+from workers.embedding import embed_into_store
+from workers.store import EmbeddingStore
+
+LONG = {"initial_pool_size": 6, "query_size": 1, "cycles": 500}  # 501 points a curve, ~3 s a trial
+TFIDF = [{"name": "tfidf", "model": "tfidf-svd", "dim": 16}]
+STRATEGIES = [{"name": "random"}, {"name": "margin"}]
+SEEDS = [0, 1]
+COMPARED = ("accuracy", "macro_f1")  # query_seconds / fit_seconds are timings
+FAILING = {"name": "probcover", "params": {"delta": 10.0, "max_edges": 1000}}
+"""A real user error caught only at query time: a radius covering everything makes a complete
+graph of 1000 x 1000 edges, over the edge budget, so ProbCover refuses (StrategyError)."""
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def fresh_db(template: Path, workdir: Path) -> None:
+    """An empty MLflow database with its schema already migrated (saves ~4 s per new file)."""
+    shutil.copy(template, workdir / "mlflow.db")
+
+
+def long_config(corpus: Path, workdir: Path, store: Path, **overrides) -> dict:
+    config = tiny_config(corpus, workdir, embedders=TFIDF, protocol=LONG, strategies=STRATEGIES,
+                         seeds=SEEDS)
+    config["store"] = {"path": str(store), "checkpoints": str(workdir / "checkpoints")}
+    config.update(overrides)
+    return config
+
+
+def in_process(config: dict, **flags):
+    config = parse_config(config)
+    plan = prepare_plan(config)
+    tracker = Tracker(config.tracking.uri, config.experiment_name)
+    console = Console(record=True, width=200)
+    summary = run_grid(plan, tracker, console, **flags)
+    return plan, tracker, summary, console.export_text()
+
+
+def curves(plan, tracker) -> dict[str, dict[str, list]]:
+    runs = tracker.trial_runs()
+    return {t.trial_key: {m: tracker.curve(runs[t.trial_key].run_id, m) for m in COMPARED}
+            for t in plan.trials if t.trial_key in runs}
+
+
+def assert_done_once(plan, tracker, reference: dict, keys=None) -> None:
+    """Exactly one run per trial key, FINISHED, no metric step logged twice, curves as clean."""
+    keys = {t.trial_key for t in plan.trials} if keys is None else set(keys)
+    runs = tracker._all_trial_runs()
+    per_key = Counter(r.trial_key for r in runs if r.trial_key in keys)
+    assert per_key == Counter(dict.fromkeys(keys, 1)), per_key
+    for run in runs:
+        if run.trial_key not in keys:
+            continue
+        assert run.status == "FINISHED", (run.trial_key, run.status)
+        for metric in (*CYCLE_METRICS, "auc_accuracy", "final_accuracy"):
+            steps = [m.step for m in tracker.client.get_metric_history(run.run_id, metric)]
+            assert len(steps) == len(set(steps)), f"{metric} steps logged twice: {sorted(steps)}"
+        assert len(tracker.curve(run.run_id)) == LONG["cycles"] + 1
+    got = curves(plan, tracker)
+    for key in keys:
+        assert got[key] == reference[key], f"trial {key}: the curve differs from a clean run"
+
+
+def driver(config_path: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
+    """``albench run`` in its own session: its local Ray cluster lives in its process group."""
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    environment.update({"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+    environment.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(config_path)],
+                            cwd=config_path.parent, stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                            env=environment, start_new_session=True)
+
+
+def cli_here(*args: str) -> tuple[int, str]:
+    """The CLI in this process (a run uses the session's Ray): exit code, output with whitespace
+    normalised."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, state) of every process, from /proc (Linux)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            found[int(entry.name)] = (int(fields[1]), fields[0])
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    processes = _processes()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in processes.items():
+        children.setdefault(parent, []).append(child)
+    family, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            family.append(child)
+            todo.append(child)
+    return family
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def kill_tree(process: subprocess.Popen | int, sig: int = signal.SIGKILL) -> None:
+    """Signal a process group and every descendant (Ray workers have process groups of their
+    own), then wait until they are gone."""
+    pid = process if isinstance(process, int) else process.pid
+    family = descendants(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    for member in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, sig)
+    if not isinstance(process, int):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = _processes()
+        if not any(m in alive and alive[m][1] != "Z" for m in family):
+            return
+        time.sleep(0.1)
+
+
+def wait_for(condition, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"the driver ended ({process.returncode}) before the condition:\n"
+                        + (log.read_text() if log else ""))
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting; log:\n{log.read_text() if log else ''}")
+
+
+def db_trials(db: Path) -> dict[str, tuple[str, int]]:
+    """trial key -> (run status, labelled rows of its last logged cycle), read straight from the
+    SQLite file with one short query (long reads would make the driver's writes wait)."""
+    if not db.exists():
+        return {}
+    try:
+        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = connection.execute(
+                "SELECT t.value, r.status, COALESCE(m.step, 0) FROM runs r JOIN tags t ON "
+                f"t.run_uuid = r.run_uuid AND t.key = '{TRIAL_KEY_TAG}' LEFT JOIN latest_metrics m "
+                "ON m.run_uuid = r.run_uuid AND m.key = 'accuracy' WHERE r.lifecycle_stage = 'active'"
+            ).fetchall()
+        finally:
+            connection.close()
+    except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        return {}
+    return {key: (status, step) for key, status, step in rows}
+def statuses(db: Path) -> Counter:
+    return Counter(status for status, _ in db_trials(db).values())
+
+
+FINAL_STEP = LONG["initial_pool_size"] + LONG["cycles"] * LONG["query_size"]
+
+
+def mid_trajectory(workdir: Path) -> bool:
+    """A trial has some cycles logged, not all (read from the MLflow database)."""
+    return any(status == "RUNNING" and 0 < step < FINAL_STEP
+               for status, step in db_trials(workdir / "mlflow.db").values())
+
+
+# ----------------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory) -> Path:
+    """A pool large enough for long trajectories (500 queries of one row)."""
+    root = tmp_path_factory.mktemp("ft-corpus")
+    write_corpus(root / "test.parquet", 120, seed=2)
+    return write_corpus(root / "train.parquet", 1000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("ft-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ft-store") / "embeddings"
+
+
+@pytest.fixture(scope="module")
+def reference(ray_session, pool, store, template, tmp_path_factory) -> dict:
+    """Curves of a clean, uninterrupted run of the long grid (also fills the shared store)."""
+    workdir = tmp_path_factory.mktemp("ft-clean")
+    fresh_db(template, workdir)
+    plan, tracker, summary, _ = in_process(long_config(pool, workdir, store))
+    assert summary.finished == len(plan.trials) == 4 and not summary.failed
+    return curves(plan, tracker)
+
+
+# -------------------------------------------------------------------------------------- tests
+
+
+def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, store, template,
+                                                              tmp_path):
+    fresh_db(template, tmp_path)
+    config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store))
+    db = tmp_path / "mlflow.db"
+    log = tmp_path / "killed.log"
+    process = driver(config, log)
+    try:
+        # some trials finished, others caught mid-trajectory (some of their cycles logged)
+        wait_for(lambda: statuses(db)["FINISHED"] >= 1 and mid_trajectory(tmp_path), 180, process, log)
+    finally:
+        kill_tree(process)  # the driver and its whole local Ray cluster, at once
+    before = db_trials(db)
+    caught = [k for k, (status, step) in before.items() if status == "RUNNING" and 0 < step < FINAL_STEP]
+    assert Counter(s for s, _ in before.values())["FINISHED"] >= 1 and caught, before
+
+    code, output = cli_here("run", str(config))  # the same command (in this process: faster)
+    assert code == 0, output
+    continued = re.search(r"(\d+) continued an interrupted or failed run", output)
+    assert continued and int(continued.group(1)) >= len(caught), output
+    plan = prepare_plan(parse_config(long_config(pool, tmp_path, store)))
+    tracker = Tracker(f"sqlite:///{db}", "tiny")
+    assert_done_once(plan, tracker, reference)
+    assert not list((tmp_path / "checkpoints").glob("*.json"))  # finished trials leave none
+
+    code, output = cli_here("run", str(config))  # idempotent: nothing left to do, Ray not started
+    assert code == 0 and "4 trials already done in MLflow, skipped" in output, output
+    assert_done_once(plan, tracker, reference)
+
+
+def test_trajectory_worker_killed_mid_run(reference, pool, store, template, tmp_path):
+    fresh_db(template, tmp_path)
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_a_running_trajectory_worker():
+        while not stop.is_set():
+            if mid_trajectory(tmp_path):
+                for member in descendants(os.getpid()):
+                    if "TrajectoryWorker.run" in cmdline(member):
+                        os.kill(member, signal.SIGKILL)
+                        killed.append(member)
+                        return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_running_trajectory_worker, daemon=True)
+    killer.start()
+    try:
+        plan, tracker, summary, output = in_process(long_config(pool, tmp_path, store))
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no running trajectory worker was found to kill"
+    assert summary.finished == len(plan.trials) and not summary.failed
+    assert summary.resubmitted >= 1 and "resubmitted from its checkpoint" in output, output
+    assert_done_once(plan, tracker, reference)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def two_node_cluster(ray_session, tmp_path):
+    """A head node (1 CPU) and a worker node (2 CPUs) of a second Ray cluster on this machine,
+    with its own temp dir and ports; token auth off for both and for the driver."""
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    env.pop("RAY_ADDRESS", None)
+    port = _free_port()
+    address = f"127.0.0.1:{port}"
+    temp_dir = tempfile.mkdtemp(prefix="albench-ray-", dir="/tmp")  # unix socket paths: <108 bytes
+    common = ["--disable-usage-stats", "--block"]
+    head = subprocess.Popen(
+        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+         f"--temp-dir={temp_dir}", *common],
+        env=env, stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    nodes = {"head": head}
+    try:
+        head_up = Path(temp_dir) / "ray_current_cluster"  # written once the head node is up
+        wait_for(head_up.exists, 90, head, tmp_path / "head.log")
+        nodes["worker"] = subprocess.Popen(
+            [ray_bin, "start", f"--address={address}", "--num-cpus=2", *common],
+            env=env, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+
+        gcs_log = Path(temp_dir) / "session_latest" / "logs" / "gcs_server.out"
+        wait_for(lambda: gcs_log.read_text().count("Registering new node") >= 2, 90, nodes["worker"],
+                 tmp_path / "worker.log")
+        yield address, nodes
+    finally:
+        for process in nodes.values():
+            kill_tree(process)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+HOLD_THE_HEAD_CPU = """
+import time, ray
+ray.init()
+@ray.remote(num_cpus=1, resources={"node:__internal_head__": 0.01})
+class Hold:
+    def ready(self):
+        return True
+hold = Hold.remote()
+ray.get(hold.ready.remote())
+print("holding", flush=True)
+time.sleep(3600)
+"""
+
+
+def test_worker_node_lost_mid_grid(reference, pool, store, template, tmp_path, two_node_cluster):
+    """The grid starts on the worker node only (another job holds the head node's one CPU), the
+    worker node crashes mid-trajectory, the head's CPU is freed: the grid completes there."""
+    address, nodes = two_node_cluster
+    env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_HEAD_CPU], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=open(tmp_path / "holder.log", "w"),
+                              start_new_session=True)
+    fresh_db(template, tmp_path)
+    config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store))
+    log = tmp_path / "driver.log"
+    process = None
+    try:
+        assert holder.stdout.readline().strip() == "holding", (tmp_path / "holder.log").read_text()
+        process = driver(config, log, env={"RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"})
+
+        def both_running_on_the_worker_node() -> bool:
+            running = [p for p in descendants(nodes["worker"].pid) if "TrajectoryWorker.run" in cmdline(p)]
+            return len(running) == 2 and mid_trajectory(tmp_path)
+
+        wait_for(both_running_on_the_worker_node, 180, process, log)
+        kill_tree(nodes["worker"])  # the node crashes: raylet and workers SIGKILLed at once
+        kill_tree(holder)  # the head node's CPU is free for the trajectories
+        assert process.wait(timeout=240) == 0, log.read_text()
+    finally:
+        kill_tree(holder)
+        if process is not None:
+            kill_tree(process)
+    output = " ".join(log.read_text().split())
+    assert "running 4 trials on 3 actors" in output, output
+    assert output.count("resubmitted from its checkpoint") == 2, output
+    plan = prepare_plan(parse_config(long_config(pool, tmp_path, store)))
+    assert_done_once(plan, Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "tiny"), reference)
+
+
+def _flip_bytes_inside_the_embedding_column(path: Path) -> None:
+    column = pq.ParquetFile(path).metadata.row_group(0).column(2)
+    start = column.dictionary_page_offset or column.data_page_offset
+    middle = start + column.total_compressed_size // 2
+    raw = bytearray(path.read_bytes())
+    for offset in range(middle, middle + 16):
+        raw[offset] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def test_damaged_store_files_are_detected_recomputed_and_give_the_same_results(
+        ray_session, corpus, template, tmp_path):
+    fresh_db(template, tmp_path)
+    store = tmp_path / "embeddings"
+    base = tiny_config(corpus, tmp_path, embedders=TFIDF, strategies=[{"name": "margin"}], seeds=[0, 1])
+    base["store"]["path"] = str(store)
+    plan, tracker, summary, _ = in_process(base)
+    assert summary.finished == 2
+    before = curves(plan, tracker)
+    truncated = next(store.glob("topics/tfidf-*/train.parquet"))
+    truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
+    flipped = next(store.glob("topics/tfidf-*/test.parquet"))
+    _flip_bytes_inside_the_embedding_column(flipped)
+    damaged = {path: path.read_bytes() for path in (truncated, flipped)}
+
+    again = dict(base, tracking={"uri": base["tracking"]["uri"], "experiment": "after-damage"})
+    plan, tracker, summary, output = in_process(again)  # a new experiment: every trial runs again
+    assert summary.finished == 2 and not summary.failed
+    flat = " ".join(output.split())
+    assert f"store: {truncated}: unreadable Parquet" in flat, output  # the truncated file
+    assert f"store: {flipped}: " in flat, output  # the altered one (checksum, or unreadable)
+    assert flat.count("recomputing") == 2 and flat.count("embedded topics x tfidf") == 1, output
+    for path, bad in damaged.items():
+        assert path.read_bytes() != bad  # rewritten
+    assert curves(plan, tracker) == before
+    for split in ("train", "test"):  # and what is there now verifies
+        EmbeddingStore(store).read(plan.jobs[0].dataset_name, "tfidf", plan.jobs[0].key, split)
+
+
+def test_failure_mid_embedding_write_leaves_no_entry(ray_session, corpus, tmp_path, monkeypatch):
+    config = parse_config(tiny_config(corpus, tmp_path, embedders=TFIDF))
+    plan = prepare_plan(config)
+    job = plan.jobs[0]
+    store = EmbeddingStore(tmp_path / "embeddings")
+    real_write = pq.write_table
+    calls = []
+
+    def fail_on_the_second_split(table, sink, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            sink.write(b"PAR1" + b"\0" * 100)
+            raise OSError("No space left on device")
+        return real_write(table, sink, **kwargs)
+
+    monkeypatch.setattr(pq, "write_table", fail_on_the_second_split)
+    with pytest.raises(OSError, match="No space"):
+        embed_into_store(job, plan.datasets[job.dataset_name], str(store.root), threads=1)
+    monkeypatch.undo()
+    directory = store.directory(job.dataset_name, job.embedder.name, job.key)
+    assert len(calls) == 2 and list(directory.iterdir()) == []  # not even the finished train split
+
+    # a write killed outright (SIGKILL: no cleanup) leaves one split and a temporary behind
+    embed_into_store(job, plan.datasets[job.dataset_name], str(store.root), threads=1)
+    store.path(job.dataset_name, job.embedder.name, job.key, "test").unlink()
+    (directory / ".test.parquet.0123.tmp").write_bytes(b"PAR1 half")
+    console = Console(record=True, width=200)
+    data = embedding_stage(plan, store, console)
+    assert job.key in data and "embedded topics x tfidf" in console.export_text()
+    assert sorted(p.name for p in directory.iterdir()) == ["test.parquet", "train.parquet"]
+
+
+def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
+    """A trial that raises is FAILED with its error, the others go on; Ctrl-C marks in-flight
+    trials KILLED and they resume; `albench status` shows it all; the exit codes say it."""
+    fresh_db(template, tmp_path)
+    config_dict = long_config(pool, tmp_path, store, strategies=[FAILING, {"name": "random"}])
+    config = write_config(tmp_path / "cfg.yaml", config_dict)
+    db = tmp_path / "mlflow.db"
+    log = tmp_path / "interrupted.log"
+    process = driver(config, log)
+    try:
+        wait_for(lambda: statuses(db)["FAILED"] == 2 and mid_trajectory(tmp_path), 180, process, log)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        assert process.wait(timeout=60) == 130, log.read_text()
+    finally:
+        kill_tree(process)
+    assert "interrupted: in-flight trials marked KILLED" in " ".join(log.read_text().split())
+    assert statuses(db) == Counter({"FAILED": 2, "KILLED": 2}), db_trials(db)
+
+    code, text = cli_here("status", str(config))
+    assert code == 0, text
+    assert "4 trials: 0 done, 2 failed, 0 running, 2 pending (no albench run is active)" in text, text
+    assert text.count("StrategyError: ProbCover: the radius graph has over 1000 edges") == 2, text
+    assert text.count("interrupted (Ctrl-C or SIGTERM);") == 2 and "resumes after cycle" in text, text
+
+    code, text = cli_here("run", str(config))  # in this process: on the session's Ray
+    assert code == 1, text
+    assert ("finished 2, failed 2, skipped 0 (already done); 4 continued an interrupted or failed run"
+            in text), text
+    assert text.count("FAILED topics / tfidf / random / probcover(") == 2, text
+
+    plan = prepare_plan(parse_config(config_dict))
+    tracker = Tracker(f"sqlite:///{db}", "tiny")
+    good = [t.trial_key for t in plan.trials if t.strategy.name == "random"]
+    assert_done_once(plan, tracker, reference, keys=good)
+    runs = tracker.trial_runs()
+    for trial in plan.trials:
+        if trial.strategy.name == "probcover":
+            run = tracker.client.get_run(runs[trial.trial_key].run_id)
+            assert run.info.status == "FAILED"
+            assert run.data.tags["albench.error"].startswith("StrategyError: ProbCover: the radius graph")
+            trace = Path(tracker.client.download_artifacts(run.info.run_id, "error.txt", str(tmp_path)))
+            assert "Traceback" in trace.read_text() and "strategies/probcover.py" in trace.read_text()
+
+    code, text = cli_here("status", str(config))
+    assert "4 trials: 2 done, 2 failed, 0 running, 0 pending" in text, text
+    assert text.count("StrategyError: ProbCover") == 2
+
+    code, text = cli_here("run", str(config), "--only-missing")
+    assert code == 0, text
+    assert "2 trials already done in MLflow, skipped; 2 FAILED trials skipped (--only-missing)" in text
+
+
+def test_an_embedding_failure_fails_only_the_trials_that_need_it(reference, pool, store, template,
+                                                                tmp_path, monkeypatch):
+    from orchestrator import runner
+
+    fresh_db(template, tmp_path)
+    glove = {"name": "glove", "model": "glove-6b-50d"}
+    config = long_config(pool, tmp_path, store, embedders=[*TFIDF, glove],
+                         protocol={"initial_pool_size": 6, "query_size": 6, "cycles": 3},
+                         strategies=[{"name": "random"}], seeds=[0])
+    plan = prepare_plan(parse_config(config))
+    broken = next(j for j in plan.jobs if j.embedder.name == "glove")
+    real_stage = runner.embedding_stage
+
+    def glove_fails(plan, store, console, jobs, errors):
+        data = real_stage(plan, store, console, [j for j in jobs if j is not broken], errors)
+        errors[broken.key] = "embedding topics x glove failed: OSError: model file truncated"
+        return data
+
+    monkeypatch.setattr(runner, "embedding_stage", glove_fails)
+    plan, tracker, summary, _ = in_process(config)
+    assert summary.finished == 1 and [t.embedder for t, _ in summary.failed] == ["glove"]
+    runs = tracker.trial_runs()
+    failed = runs[next(t.trial_key for t in plan.trials if t.embedder == "glove")]
+    assert failed.status == "FAILED" and "model file truncated" in failed.tags["albench.error"]
+
+    monkeypatch.setattr(runner, "embedding_stage", real_stage)  # fixed: the rerun completes it
+    _, tracker, summary, _ = in_process(config)
+    assert summary.finished == 1 and summary.skipped == 1 and summary.resumed == 1
+    assert {r.status for r in tracker.trial_runs().values()} == {"FINISHED"}
+    assert len(tracker._all_trial_runs()) == 2
+    before = curves(plan, tracker)
+
+    # --force reruns finished trials: one run per key remains (the older ones are retired)
+    old_runs = {r.run_id for r in tracker._all_trial_runs()}
+    plan, tracker, summary, _ = in_process(config, force=True)
+    assert summary.finished == 2 and summary.skipped == 0
+    runs = tracker._all_trial_runs()
+    assert len(runs) == 2 and not {r.run_id for r in runs} & old_runs
+    assert all(r.status == "FINISHED" for r in runs) and curves(plan, tracker) == before
