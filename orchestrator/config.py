@@ -124,7 +124,11 @@ class ExperimentConfig(Section):
 
 
 def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
-    """Check the name and parameters against the registered class; fill in defaults."""
+    """Check the name and parameters against the registered class.
+
+    Only parameters that differ from the defaults are kept, so ``badge`` and
+    ``badge(first=max_norm)`` are the same trial (same label, same trial key).
+    """
     from dataclasses import asdict
 
     from pydantic import TypeAdapter
@@ -143,7 +147,9 @@ def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
             for e in exc.errors()
         )
         raise ValueError(f"{problems} ({registry.role} {spec.name!r})") from None
-    return StrategySpec(name=spec.name, params=asdict(instance))
+    defaults = asdict(cls())
+    given = {k: v for k, v in asdict(instance).items() if v != defaults[k]}
+    return StrategySpec(name=spec.name, params=given)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:

@@ -1,9 +1,9 @@
 """Time and peak memory of one query of every registered query strategy, beside scikit-activeml.
 
-    python bench/strategies.py                      # three 10k and 100k pools (~10 minutes)
-    python bench/strategies.py --quick              # one 10k pool, a smoke run (~3 minutes)
-    python bench/strategies.py --full               # D = 384..4096, C = 4..77 (~30 minutes)
-    python bench/strategies.py --sizes 1m --out bench-1m.md
+    python bench/strategy_speed.py                      # three 10k and 100k pools (~10 minutes)
+    python bench/strategy_speed.py --quick              # one 10k pool, a smoke run (~3 minutes)
+    python bench/strategy_speed.py --full               # D = 384..4096, C = 4..77 (~30 minutes)
+    python bench/strategy_speed.py --sizes 1m --out bench-1m.md
 
 Pools are synthetic Gaussian mixtures (rows L2-normalised, like sentence embeddings) with
 L = 1000 labelled rows and a batch of B = 100; the 100k default is the target configuration
