@@ -38,7 +38,18 @@ class BuiltinSource(Spec):
     name: str = Field(description="Built-in dataset name, see `albench schema` or the README.")
 
 
-class HuggingFaceSource(Spec):
+class TabularSource(Spec):
+    """Columns of a table-shaped source, and the held-out share when it has no test split."""
+
+    text_column: str = Field("text", description="Column holding the text.")
+    text_pair_column: str | None = Field(None, description="Optional second text column.")
+    label_column: str = Field("label", description="Column holding the class label.")
+    test_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Share of train held out for test when there is no test split."
+    )
+
+
+class HuggingFaceSource(TabularSource):
     """A Hugging Face dataset loaded with ``datasets.load_dataset(path, config)``."""
 
     type: Literal["huggingface"] = "huggingface"
@@ -49,27 +60,15 @@ class HuggingFaceSource(Spec):
     test_split: str | None = Field(
         "test", description="Split used for evaluation; null: carve it from train (test_fraction)."
     )
-    text_column: str = Field("text", description="Column holding the text.")
-    text_pair_column: str | None = Field(None, description="Optional second text column.")
-    label_column: str = Field("label", description="Column holding the class label.")
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of train held out for test when test_split is null."
-    )
 
 
-class FileSource(Spec):
+class FileSource(TabularSource):
     """A local Parquet or CSV file (or a train and a test file)."""
 
     type: Literal["file"] = "file"
     train: Path = Field(description="Parquet (.parquet) or CSV (.csv) file with the pool.")
     test: Path | None = Field(
         None, description="Optional test file; without it test_fraction of train is held out."
-    )
-    text_column: str = Field("text", description="Column holding the text.")
-    text_pair_column: str | None = Field(None, description="Optional second text column.")
-    label_column: str = Field("label", description="Column holding the class label.")
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of train held out for test when no test file is given."
     )
 
 
