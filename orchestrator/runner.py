@@ -96,6 +96,8 @@ class _Trial:
     run_id: str | None = None
     logged: dict[str, set[int]] = field(default_factory=dict)
     restarts: int = 0
+    supersedes: bool = False
+    """True when an older run of the same key exists (``--force``): retired once this finishes."""
 
 
 @dataclass
@@ -389,6 +391,7 @@ class TrajectoryStage:
                 item.logged = self.tracker.logged_points(item.run_id, CYCLE_METRICS)
                 checkpoint = self._checkpoint(item)
             else:
+                item.supersedes = previous is not None
                 item.run_id = self.tracker.start_trial(item.trial)
                 item.logged = {name: set() for name in CYCLE_METRICS}
                 checkpoint = None  # a fresh run starts from scratch
@@ -415,7 +418,7 @@ class TrajectoryStage:
         try:
             record = ray.get(next(generator))
         except StopIteration:
-            self._flush([state])
+            self._flush([state], checkpoint=False)  # finished: no checkpoint to keep
             self._finish(state)
             return "finished"
         except ray.exceptions.RayTaskError as exc:
@@ -438,7 +441,7 @@ class TrajectoryStage:
             key = state.item.trial.embedding_key
             self.data_refs[key] = ray.put(self.data[key])
 
-    def _flush(self, states) -> None:
+    def _flush(self, states, checkpoint: bool = True) -> None:
         """Log buffered cycles (skipping points already in MLflow), then save checkpoints."""
         timestamp = int(time.time() * 1000)
         for state in states:
@@ -455,14 +458,16 @@ class TrajectoryStage:
                 self.tracker.log_metrics(item.run_id, rows, timestamp)
                 for name, _, step in rows:
                     item.logged[name].add(step)
-            self.checkpoints.save(item.trial.trial_key, state.buffer[-1].checkpoint)
+            if checkpoint:
+                self.checkpoints.save(item.trial.trial_key, state.buffer[-1].checkpoint)
             state.buffer.clear()
 
     def _finish(self, state: _Active) -> None:
         item = state.item
         summary = curve_summary(self.tracker, item.run_id)
         self.tracker.finish(item.run_id, summary, int(time.time() * 1000))
-        self.tracker.retire_others(item.trial.trial_key, item.run_id)
+        if item.supersedes:
+            self.tracker.retire_others(item.trial.trial_key, item.run_id)
         self.checkpoints.remove(item.trial.trial_key)
 
     def _fail(self, item: _Trial, error: str, trace: str, summary: RunSummary) -> None:
