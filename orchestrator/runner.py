@@ -97,7 +97,7 @@ class _Trial:
     logged: dict[str, set[int]] = field(default_factory=dict)
     restarts: int = 0
     supersedes: bool = False
-    """True when an older run of the same key exists (``--force``): retired once this finishes."""
+    """A ``--force`` rerun: older runs of the key are retired once this one finishes."""
 
 
 @dataclass
@@ -270,9 +270,10 @@ class TrajectoryStage:
     """Fans trials out to a pool of actors and streams their cycles into MLflow."""
 
     def __init__(self, plan: Plan, tracker: Tracker, checkpoints: CheckpointStore,
-                 data: dict[str, TrialData], console: Console) -> None:
+                 data: dict[str, TrialData], console: Console, retire_older: bool = False) -> None:
         self.plan = plan
         self.tracker = tracker
+        self.retire_older = retire_older
         self.checkpoints = checkpoints
         self.console = console
         self.data = data
@@ -391,7 +392,7 @@ class TrajectoryStage:
                 item.logged = self.tracker.logged_points(item.run_id, CYCLE_METRICS)
                 checkpoint = self._checkpoint(item)
             else:
-                item.supersedes = previous is not None
+                item.supersedes = self.retire_older
                 item.run_id = self.tracker.start_trial(item.trial)
                 item.logged = {name: set() for name in CYCLE_METRICS}
                 checkpoint = None  # a fresh run starts from scratch
@@ -578,12 +579,13 @@ def _run_grid(plan: Plan, tracker: Tracker, console: Console, checkpoints: Check
         return summary
     init_ray()  # only now: a grid with nothing left to do never starts Ray
     with _sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
-        _run_trials(plan, tracker, console, checkpoints, todo, existing, summary)
+        _run_trials(plan, tracker, console, checkpoints, todo, existing, summary, retire_older=force)
     return summary
 
 
 def _run_trials(plan: Plan, tracker: Tracker, console: Console, checkpoints: CheckpointStore,
-                todo: list[TrialSpec], existing: dict[str, TrialRun], summary: RunSummary) -> None:
+                todo: list[TrialSpec], existing: dict[str, TrialRun], summary: RunSummary,
+                retire_older: bool = False) -> None:
     config = plan.config
     store = EmbeddingStore(config.store.path)
     needed = {t.embedding_key for t in todo}
@@ -600,7 +602,7 @@ def _run_trials(plan: Plan, tracker: Tracker, console: Console, checkpoints: Che
     summary.resumed = sum(1 for t in runnable if t.trial_key in existing)
     if runnable:
         data = {k: v for k, v in data.items() if any(t.embedding_key == k for t in runnable)}
-        stage = TrajectoryStage(plan, tracker, checkpoints, data, console)
+        stage = TrajectoryStage(plan, tracker, checkpoints, data, console, retire_older)
         resumed = f" ({summary.resumed} continue an earlier run)" if summary.resumed else ""
         console.print(f"  running {len(runnable)} trials{resumed} on {stage.n_actors} actors")
         stage.run(runnable, existing, summary)
