@@ -133,3 +133,17 @@ def test_single_class_dataset_is_a_clear_error(corpus, tmp_path):
     result = _cli("validate", str(write_config(tmp_path / "c.yaml", config)), cwd=tmp_path)
     assert result.returncode == 2
     assert "single class" in result.stdout and "datasets[0]" in result.stdout
+
+
+def test_embedding_stage_finds_the_store_and_skips(finished_grid):
+    from orchestrator.runner import embedding_stage
+    from workers.store import EmbeddingStore
+
+    config, plan, _, _, _ = finished_grid
+    store = EmbeddingStore(config["store"]["path"])
+    before = {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")}
+    console = Console(record=True, width=160)
+    data = embedding_stage(plan, store, console)
+    assert console.export_text().count("found, skipped") == len(plan.jobs) == 2
+    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")} == before
+    assert all(d.train_x.dtype == np.float32 and d.train_x.shape[0] == 300 for d in data.values())
