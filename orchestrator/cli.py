@@ -21,22 +21,23 @@ EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130
 
 
-def _load(path: Path) -> ExperimentConfig:
+def _or_exit(step, argument):
+    """Run a config step; a ConfigError is printed and exits with code 2 before anything ran."""
     try:
-        return load_config(path)
+        return step(argument)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_CONFIG) from None
+
+
+def _load(path: Path) -> ExperimentConfig:
+    return _or_exit(load_config, path)
 
 
 def _plan(config: ExperimentConfig):
     from orchestrator.grid import prepare_plan
 
-    try:
-        return prepare_plan(config)
-    except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(EXIT_CONFIG) from None
+    return _or_exit(prepare_plan, config)
 
 
 def _tracker(config: ExperimentConfig):
