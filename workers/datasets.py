@@ -257,7 +257,7 @@ def _hf_frames(src: HuggingFaceSource, where: str):
 
     try:
         dd = datasets.load_dataset(src.path, src.config, revision=src.revision)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the field that caused it
+    except Exception as exc:
         cfg = f" (config {src.config!r})" if src.config else ""
         raise DatasetError(
             f"{where}.source.path: could not load Hugging Face dataset {src.path!r}{cfg}: "

@@ -629,7 +629,7 @@ def _load_sentence_transformer(
         ) from None
     try:
         model = SentenceTransformer(resolved.location, device=device, revision=resolved.revision)
-    except Exception as exc:  # noqa: BLE001 - a model that cannot load is a config error here
+    except Exception as exc:
         where = (
             "the hub (is it reachable from this machine? with HF_HUB_OFFLINE=1 the model must be "
             "in the local Hugging Face cache)"
