@@ -147,3 +147,43 @@ def test_embedding_stage_finds_the_store_and_skips(finished_grid):
     assert console.export_text().count("found, skipped") == len(plan.jobs) == 2
     assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")} == before
     assert all(d.train_x.dtype == np.float32 and d.train_x.shape[0] == 300 for d in data.values())
+
+
+def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric(ray_session, corpus, tmp_path):
+    """Four actors at once while another process-like client keeps taking SQLite's write lock:
+    the driver (the only MLflow writer) retries, and every point of every curve arrives."""
+    import sqlite3
+    import threading
+    import time
+
+    config = tiny_config(corpus, tmp_path, resources={"cpus_per_trajectory": 0.5, "max_concurrency": 4},
+                         seeds=[0, 1, 2])
+    database = tmp_path / "mlflow.db"
+    Tracker(config["tracking"]["uri"], config["name"])  # create the schema first
+    stop = threading.Event()
+    grabs = []
+
+    def hold_the_write_lock():
+        connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+        while not stop.is_set():
+            connection.execute("BEGIN IMMEDIATE")
+            time.sleep(0.05)
+            connection.execute("COMMIT")
+            grabs.append(1)
+            time.sleep(0.02)
+        connection.close()
+
+    competitor = threading.Thread(target=hold_the_write_lock, daemon=True)
+    competitor.start()
+    try:
+        plan, tracker, summary, _ = _run(config)
+    finally:
+        stop.set()
+        competitor.join(timeout=10)
+    assert len(grabs) > 20  # the lock really was contended during the run
+    assert summary.finished == len(plan.trials) == 12 and not summary.failed
+    runs = tracker.trial_runs()
+    for trial in plan.trials:
+        for metric in ("accuracy", "macro_f1", "query_seconds", "fit_seconds"):
+            steps = [m.step for m in tracker.client.get_metric_history(runs[trial.trial_key].run_id, metric)]
+            assert sorted(steps) == [6, 12, 18, 24], (trial.trial_key, metric, steps)
