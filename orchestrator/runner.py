@@ -175,7 +175,7 @@ def embedding_stage(plan: Plan, store: EmbeddingStore, console: Console,
     dataset_refs = {name: ray.put(data) for name, data in plan.datasets.items()
                     if any(j.dataset_name == name for j in missing)}
     pending = {
-        task.remote(job, dataset_refs[job.dataset_name], str(store.root), threads): job
+        task.remote(job, dataset_refs[job.dataset_name], str(store.root.resolve()), threads): job
         for job in missing
     }
     console.print(f"  embedding {len(missing)} (embedder, dataset) pairs "

