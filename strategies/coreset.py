@@ -21,39 +21,87 @@ from strategies.distances import DEFAULT_CHUNK_ROWS, PoolProducts, argmax_random
 from strategies.registry import register_initial_pool, register_query_strategy
 
 
+FIRST_PASS_ROWS = 256
+
+
 def k_center_greedy(
     x: PoolProducts,
     labelled: np.ndarray,
     n: int,
     rng: np.random.Generator,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    first_pass_rows: int = FIRST_PASS_ROWS,
 ) -> np.ndarray:
     """(n,) int64 rows picked by k-center greedy, in pick order.
 
-    ``x``: products on the (N, D) pool; ``labelled``: (N,) bool. The minimum squared distance
-    to the labelled rows is computed once in ``chunk_rows`` blocks; each pick then costs one
-    1 x N distance row and an elementwise minimum. Rows already labelled or chosen carry -1,
-    so they are never picked; the farthest row wins, exact ties broken by the rng. With no
-    labelled row the first pick is uniform over the pool.
+    ``x``: products on the (N, D) pool; ``labelled``: (N,) bool. Each pick is the row farthest
+    from its nearest labelled-or-chosen row, exact ties broken by the rng; with no labelled row
+    the first pick is uniform over the pool.
+
+    Lazy, exact evaluation (the greedy's objective only ever shrinks, so stale values are upper
+    bounds). Every row keeps an upper bound ``ub`` of its squared distance to the labelled and
+    chosen rows: first the minimum over ``first_pass_rows`` evenly spaced labelled rows (one
+    N x first_pass_rows pass instead of N x L), then the minimum over the centres it has been
+    compared with. Before each pick, only rows whose bound reaches the best exact value are
+    brought up to date (against the remaining labelled rows and the centres chosen since), in
+    growing batches, until every row at the top is exact. The pick is then the same as with
+    every distance computed: the rows skipped are provably not farther. Typical cost: the first
+    pass plus a few percent of the N x L distances, and a few rows per pick instead of a 1 x N
+    distance row. Rows already labelled or chosen carry -1.
     """
+    size = x.n_rows
     labelled_rows = np.flatnonzero(labelled)
     chosen = np.empty(n, dtype=np.int64)
+    seen = np.zeros(size, dtype=np.int64)  # ub[i] accounts for chosen[:seen[i]]
+    partial = np.zeros(size, dtype=bool)  # ub[i] covers the first-pass labelled rows only
+    remaining = np.empty(0, dtype=np.int64)  # labelled rows the first pass skipped
     start = 0
-    if labelled_rows.size:
-        min_sq = x.min_squared_distance_to_rows(labelled_rows, chunk_rows)
+    if labelled_rows.size > 2 * first_pass_rows:
+        spaced = (np.arange(first_pass_rows) * (labelled_rows.size / first_pass_rows)).astype(np.int64)
+        remaining = np.delete(labelled_rows, spaced)
+        ub = x.min_squared_distance_to_rows(labelled_rows[spaced], chunk_rows)
+        partial[:] = True
+    elif labelled_rows.size:
+        ub = x.min_squared_distance_to_rows(labelled_rows, chunk_rows)
     else:
-        chosen[0] = rng.integers(x.n_rows)
-        min_sq = x.squared_distances_to_row(int(chosen[0]))
-        start = 1
-    min_sq[labelled] = -1.0
-    if start:
-        min_sq[chosen[0]] = -1.0
+        chosen[0] = rng.integers(size)
+        ub = x.squared_distances_to_row(int(chosen[0]))
+        seen[:] = start = 1
+        ub[chosen[0]] = -1.0
+    ub[labelled] = -1.0
+    partial[labelled] = False
+
+    def refresh(rows: np.ndarray, k: int) -> None:
+        """Make ``ub[rows]`` exact for the labelled rows and ``chosen[:k]``."""
+        inexact = rows[partial[rows]]
+        if inexact.size:
+            found = x.min_squared_distance_between(inexact, remaining, chunk_rows)
+            np.minimum(ub[inexact], found, out=found)
+            ub[inexact] = found
+            partial[inexact] = False
+        oldest = int(seen[rows].min())
+        if oldest < k:
+            found = x.min_squared_distance_between(rows, chosen[oldest:k], chunk_rows)
+            np.minimum(ub[rows], found, out=found)
+            ub[rows] = found
+            seen[rows] = k
+
     for k in range(start, n):
-        pick = argmax_random_ties(min_sq, rng)
+        batch = 256
+        while True:
+            stale = (partial | (seen < k)) & (ub >= 0)
+            exact_values = ub[~stale]
+            best = exact_values.max() if exact_values.size else -1.0
+            contenders = np.flatnonzero(stale & (ub >= best))
+            if contenders.size == 0:
+                break
+            if contenders.size > batch:
+                contenders = contenders[np.argpartition(ub[contenders], -batch)[-batch:]]
+            refresh(contenders, k)
+            batch *= 2
+        pick = argmax_random_ties(ub, rng)  # every row that reaches the top is exact here
         chosen[k] = pick
-        if k + 1 < n:
-            np.minimum(min_sq, x.squared_distances_to_row(pick), out=min_sq)
-        min_sq[pick] = -1.0
+        ub[pick] = -1.0
     return chosen
 
 
@@ -64,7 +112,8 @@ class Coreset(QueryStrategy):
     """k-center greedy on the embeddings (Euclidean distance), ``n`` picks.
 
     Each pick is the unlabelled, not yet chosen row whose distance to its nearest labelled or
-    already chosen row is largest (exact ties broken by the rng). O((L + n) N D) time, O(N)
+    already chosen row is largest (exact ties broken by the rng). Evaluated lazily and exactly
+    (``k_center_greedy``): at most O((L + n) N D) time, usually a small fraction of it; O(N)
     extra memory beyond one ``chunk_rows x chunk_rows`` block.
 
     Parameters

@@ -151,6 +151,22 @@ class PoolProducts:
             return min_squared_distance_to(self.x, self.x[rows], chunk_rows, x_sq=self.sq_norms)
         return _to_numpy(_torch_min_sq_dist(self._t, self._t[_torch_index(rows, self._t)], chunk_rows))
 
+    def min_squared_distance_between(
+        self, rows: np.ndarray, centre_rows: np.ndarray, chunk_rows: int = DEFAULT_CHUNK_ROWS
+    ) -> np.ndarray:
+        """(len(rows),) float32 squared distance of each of ``rows`` to its nearest row among
+        ``centre_rows`` (a gather of both, then blocks; for a few rows at a time)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        centre_rows = np.asarray(centre_rows, dtype=np.int64)
+        if self._t is None:
+            return min_squared_distance_to(
+                self.x[rows], self.x[centre_rows], chunk_rows, x_sq=self.sq_norms[rows]
+            )
+        t = self._t
+        return _to_numpy(
+            _torch_min_sq_dist(t[_torch_index(rows, t)], t[_torch_index(centre_rows, t)], chunk_rows)
+        )
+
 
 def _torch_index(rows: np.ndarray, like):
     import torch

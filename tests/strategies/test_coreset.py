@@ -7,7 +7,7 @@ import pytest
 from scipy.spatial.distance import cdist
 
 from strategies import INITIAL_POOLS, QueryContext, distances
-from strategies.coreset import Coreset
+from strategies.coreset import Coreset, k_center_greedy
 from strategies.distances import PoolProducts
 from tests.strategies.conformance import StrategyConformance
 
@@ -153,3 +153,20 @@ def test_kernel_device_falls_back_to_numpy():
     context = QueryContext(embeddings=x, labelled=labelled, n_classes=2, device="cuda")
     expected = select(x, labelled, 10, seed=0)
     np.testing.assert_array_equal(Coreset().select(context, 10, np.random.default_rng(0)), expected)
+
+
+@pytest.mark.parametrize("pool", [integer_pool, gaussian_pool])
+@pytest.mark.parametrize(("first_pass_rows", "chunk_rows"), [(1, 7), (3, 64), (10, 1000)])
+def test_lazy_first_pass_over_few_labelled_rows_gives_the_same_picks(pool, first_pass_rows, chunk_rows):
+    # Bounds from a few labelled rows, refined only where they reach the top: same picks as
+    # the full pass and as the brute-force reference (exact ties included, on integer pools).
+    x, labelled = pool(1200, 6, seed=first_pass_rows, n_labelled=90)
+    lazy = k_center_greedy(PoolProducts(x), labelled, 70, np.random.default_rng(5), chunk_rows, first_pass_rows)
+    full = k_center_greedy(PoolProducts(x), labelled, 70, np.random.default_rng(5), chunk_rows, 10**6)
+    ref, objectives = reference_k_center(x, labelled, 70, np.random.default_rng(5))
+    if pool is integer_pool:
+        np.testing.assert_array_equal(lazy, ref)
+        np.testing.assert_array_equal(full, ref)
+    else:
+        assert_same_or_float_near_tie(lazy, ref, objectives)
+        assert_same_or_float_near_tie(full, ref, objectives)
