@@ -102,6 +102,55 @@ def test_radius_graph_equals_dense_threshold(n, chunk_rows, device):
     assert graph.dtype == bool and graph.nnz == dense.sum()
 
 
+@pytest.mark.parametrize("screen_bf16", [False, True])
+def test_radius_graph_on_the_threshold_is_exact_with_and_without_bf16_screening(screen_bf16):
+    # radius^2 an integer: many pairs lie exactly on the (open) boundary. Integer coordinates
+    # keep float32 exact, so the bf16 screen must send every such pair to the float32 check.
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, size=(700, 6)).astype(np.float32)
+    graph = radius_graph(x, np.sqrt(20.0), 128, screen_bf16=screen_bf16)
+    sq = cdist(x.astype(np.float64), x.astype(np.float64), "sqeuclidean")
+    assert (sq == 20.0).sum() > 1000  # the boundary is crowded
+    np.testing.assert_array_equal(graph.toarray(), sq < 20.0)
+    assert graph.has_sorted_indices
+
+
+@pytest.mark.parametrize("d", [3, 64, 500])
+def test_bf16_screened_graph_equals_the_float32_graph(d):
+    # Continuous data, radius at the median distance: plenty of pairs within the bf16 error
+    # bound of it; after their float32 recheck the graph is the float32 one, edge for edge.
+    rng = np.random.default_rng(d)
+    x = (rng.standard_normal((900, d)) * rng.uniform(0.1, 3.0, size=(1, d))).astype(np.float32)
+    radius = float(np.median(cdist(x[:100], x)))
+    screened = radius_graph(x, radius, 256, screen_bf16=True)
+    plain = radius_graph(x, radius, 256, screen_bf16=False)
+    assert (screened != plain).nnz == 0 and screened.nnz == plain.nnz > 900
+    dense = cdist(x.astype(np.float64), x.astype(np.float64)) < radius
+    assert (plain.toarray() != dense).sum() <= 1e-4 * dense.size  # float32 vs float64 rounding
+
+
+def test_bf16_error_bound_holds_on_extreme_rows():
+    import torch
+
+    rng = np.random.default_rng(1)
+    for d in (1, 7, 768, 4096):
+        a = (rng.standard_normal((64, d)) * np.exp(rng.uniform(-20, 20, size=(64, 1)))).astype(np.float32)
+        exact = a.astype(np.float64) @ a.astype(np.float64).T
+        low = torch.from_numpy(a).bfloat16()
+        approx = (low @ low.T).double().numpy()  # rounded to bfloat16 at the end: 2u of itself
+        bound = distances.bf16_product_error_factor(d) * (np.abs(a) @ np.abs(a).T)
+        assert (np.abs(approx - exact) <= bound + 2 * distances.BF16_UNIT_ROUNDOFF * np.abs(approx)).all()
+
+
+def test_bf16_bounds_round_outwards():
+    import torch
+
+    values = torch.from_numpy(np.random.default_rng(2).standard_normal(10_000).astype(np.float32) * 1e3)
+    down, up = distances.bf16_bounds(values, down=True), distances.bf16_bounds(values, down=False)
+    assert (down.float() <= values).all() and (up.float() >= values).all()
+    assert ((up.float() - down.float()) <= values.abs() * 2**-7).all()  # at most one step apart
+
+
 def test_radius_graph_edge_budget():
     x = np.zeros((100, 2), dtype=np.float32)
     with pytest.raises(distances.TooManyEdgesError, match="edges"):
