@@ -272,13 +272,53 @@ def cpu_bf16_is_fast() -> bool:
         return False
 
 
-def bf16_product_error_factor(depth: int) -> float:
-    """``c`` with ``|p - a.b| <= c * sum_k |a_k b_k|`` for float32 ``a, b`` of length ``depth``,
-    where ``p`` is their product with both rounded to bfloat16 (relative error ``u = 2^-8``
-    each), multiplied exactly and summed in float32 in any order (``2^-23`` a step, faithful
-    rounding), before the result itself is rounded: ``2u + u^2 + depth 2^-23 (1 + u)^2``."""
-    u = BF16_UNIT_ROUNDOFF
-    return 2 * u + u * u + depth * 2.0**-23 * (1 + u) ** 2
+class Bf16Screen:
+    """Sign of ``x_i.x_j - |x_j|^2/2 - t_i`` for blocks of row pairs, from one bfloat16 product
+    with a proven per-pair error bound: what it cannot decide is left to float32.
+
+    Rows are multiplied as ``[~x_i, 1, 1, -t_i', -t_i''] . [~x_j, -h_j', -h_j'', 1, 1]``, where
+    ``~x = bf16(x)`` and every float32 scalar is split into two bfloat16 (``h' + h'' = h`` up to
+    ``u^2 h``): the product is the quantity itself, near 0 at the decision, so rounding the
+    result (monotone, 0 exact) cannot flip a sign beyond the bound. The bound: with ``e = x -
+    ~x`` (exact in float32), ``|~x_i.~x_j - x_i.x_j| <= |~x_i||e_j| + |e_i|(|~x_j| + |e_j|)``
+    (Cauchy-Schwarz on the actual rounding errors, several times tighter than ``2u|x_i||x_j|``),
+    plus ``u^2`` of the split scalars, plus float32 accumulation, ``(depth + 4) 2^-23`` of the
+    sum of the terms' magnitudes (``u = 2^-8``), all times 1.01.
+    """
+
+    def __init__(self, xt, half_sq, threshold) -> None:
+        import torch
+
+        low = xt.to(torch.bfloat16)
+        low_f = low.float()
+        self.norm = torch.linalg.vector_norm(low_f, dim=1)
+        self.err = torch.linalg.vector_norm(xt - low_f, dim=1)
+        self.half_sq, self.threshold = half_sq, threshold
+        ones = torch.ones((xt.shape[0], 2), dtype=torch.bfloat16, device=xt.device)
+        self.rows = torch.cat([low, ones, split_bf16(-threshold)], dim=1)
+        self.cols = torch.cat([low, split_bf16(-half_sq), ones], dim=1)
+        self.accumulation = (xt.shape[1] + 4) * 2.0**-23 * (1 + BF16_UNIT_ROUNDOFF) ** 2
+
+    def product(self, rows: slice, cols: slice):
+        """(rows x cols) bfloat16 approximations of ``x_i.x_j - |x_j|^2/2 - t_i``."""
+        return self.rows[rows] @ self.cols[cols].T
+
+    def error_bound(self, rows: slice, cols: slice):
+        """(rows,) float32: per row, a bound on the product's error over every column of the block."""
+        u2 = BF16_UNIT_ROUNDOFF**2
+        col_norm, col_err, col_sq = self.norm[cols].max(), self.err[cols].max(), self.half_sq[cols].max()
+        scalars = col_sq + self.threshold[rows].abs()
+        inputs = self.norm[rows] * col_err + self.err[rows] * (col_norm + col_err)
+        summed = self.accumulation * (self.norm[rows] * col_norm + scalars)
+        return 1.01 * (inputs + summed + 2 * u2 * scalars) + 1e-30
+
+
+def split_bf16(values):
+    """(N, 2) bfloat16 ``[hi, lo]`` with ``hi + lo = values`` up to ``u^2 |values|``."""
+    import torch
+
+    high = values.to(torch.bfloat16)
+    return torch.stack([high, (values - high.float()).to(torch.bfloat16)], dim=1)
 
 
 def bf16_bounds(values, down: bool):
@@ -309,7 +349,7 @@ def radius_graph(
     Exact: every pair of the upper triangle is compared, in ``chunk_rows x chunk_rows`` blocks
     (N^2 / 2 distances), in torch on ``device`` (None: the CPU). ``screen_bf16`` (None: when
     the device is the CPU and it multiplies bfloat16 natively, about twice float32's speed)
-    first compares a bfloat16 product with a proven error bound (``bf16_product_error_factor``):
+    first compares a bfloat16 product with a proven error bound (``Bf16Screen``):
     pairs it leaves undecided, those within the bound of the radius, are recomputed in float32,
     so the graph is the float32 one. The upper triangle's edges of a block row are sorted by a
     radix sort into a CSR, then mirrored by scipy. Memory: one block, and about three times the
@@ -328,36 +368,21 @@ def radius_graph(
     half_sq = 0.5 * (xt * xt).sum(dim=1)
     r2_half = 0.5 * float(radius) ** 2
     budget = np.inf if max_edges is None else max_edges
-    if screen_bf16:
-        # [x_i, 1, 1] . [x_j, -h_j, -l_j] = x_i.x_j - |x_j|^2/2, with h_j + l_j = |x_j|^2/2 split
-        # in two bfloat16 (error u^2 |x_j|^2/2): the column term rides inside the product.
-        ones = torch.ones((n, 2), dtype=xt.dtype, device=xt.device)
-        high = half_sq.to(torch.bfloat16).float()
-        split = torch.stack([-high, high - half_sq], dim=1)
-        rows_low = torch.cat([xt, ones], dim=1).to(torch.bfloat16)
-        cols_low = torch.cat([xt, split], dim=1).to(torch.bfloat16)
-        factor = bf16_product_error_factor(depth + 2)
-        u = BF16_UNIT_ROUNDOFF
-        norms = torch.sqrt(2.0 * half_sq)
+    screen = Bf16Screen(xt, half_sq, half_sq - r2_half) if screen_bf16 else None
 
     def block_edges(rows: slice, cols: slice) -> np.ndarray:
         """Flat positions in the (rows x cols) block of the pairs with ``||x_i - x_j||^2 < r^2``,
         i.e. ``x_i.x_j - |x_j|^2/2 > |x_i|^2/2 - r^2/2``, row-major."""
         width = cols.stop - cols.start
         threshold = half_sq[rows] - r2_half
-        if not screen_bf16:
+        if screen is None:
             lhs = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
             return np.flatnonzero(_to_numpy(lhs > threshold[:, None]))
-        # |product - exact| <= error before the output is rounded (by at most 2u of itself).
-        col_sq = half_sq[cols].max()
-        error = factor * (norms[rows] * norms[cols].max() + col_sq) + u * u * col_sq
-        margin = 1.001 * (error + 2 * u * (threshold.abs() + error)) + 1e-30
-        lhs = rows_low[rows] @ cols_low[cols].T
-        low = bf16_bounds(threshold - margin, down=True)[:, None]
-        found = np.flatnonzero(_to_numpy(lhs >= low))  # the edges, and pairs close to the radius
-        pos = torch.as_tensor(found, device=xt.device)
+        product, bound = screen.product(rows, cols), screen.error_bound(rows, cols)
+        found = np.flatnonzero(_to_numpy(product >= bf16_bounds(-bound, down=True)[:, None]))
+        pos = torch.as_tensor(found, device=xt.device)  # the edges, and pairs near the radius
         i, j = pos // width, pos % width
-        sure = lhs.view(-1)[pos] > bf16_bounds(threshold + margin, down=False)[i]
+        sure = product.view(-1)[pos] > bf16_bounds(bound, down=False)[i]
         check = torch.nonzero(~sure).flatten()
         if check.numel():  # within the bound of the radius: decide in float32
             ri, cj = i[check] + rows.start, j[check] + cols.start

@@ -129,17 +129,22 @@ def test_bf16_screened_graph_equals_the_float32_graph(d):
     assert (plain.toarray() != dense).sum() <= 1e-4 * dense.size  # float32 vs float64 rounding
 
 
-def test_bf16_error_bound_holds_on_extreme_rows():
+def test_bf16_screen_error_bound_holds_on_extreme_rows():
     import torch
 
     rng = np.random.default_rng(1)
     for d in (1, 7, 768, 4096):
-        a = (rng.standard_normal((64, d)) * np.exp(rng.uniform(-20, 20, size=(64, 1)))).astype(np.float32)
-        exact = a.astype(np.float64) @ a.astype(np.float64).T
-        low = torch.from_numpy(a).bfloat16()
-        approx = (low @ low.T).double().numpy()  # rounded to bfloat16 at the end: 2u of itself
-        bound = distances.bf16_product_error_factor(d) * (np.abs(a) @ np.abs(a).T)
-        assert (np.abs(approx - exact) <= bound + 2 * distances.BF16_UNIT_ROUNDOFF * np.abs(approx)).all()
+        scale = np.exp(rng.uniform(-8, 8, size=(64, 1)))
+        x = (rng.standard_normal((64, d)) * scale).astype(np.float32)
+        xt = torch.from_numpy(x)
+        half_sq = 0.5 * (xt * xt).sum(dim=1)
+        threshold = half_sq - float(np.median(half_sq.numpy()))
+        screen = distances.Bf16Screen(xt, half_sq, threshold)
+        x64 = x.astype(np.float64)
+        exact = x64 @ x64.T - half_sq.double().numpy()[None, :] - threshold.double().numpy()[:, None]
+        approx = screen.product(slice(0, 64), slice(0, 64)).double().numpy()
+        error = np.abs(approx - exact) - 2**-8 * np.abs(approx)  # the result's own rounding
+        assert (error <= screen.error_bound(slice(0, 64), slice(0, 64)).double().numpy()[:, None]).all()
 
 
 def test_bf16_bounds_round_outwards():
