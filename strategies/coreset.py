@@ -22,6 +22,7 @@ from strategies.registry import register_initial_pool, register_query_strategy
 
 
 FIRST_PASS_ROWS = 256
+SHORTLIST_ROWS = 4096
 
 
 def k_center_greedy(
@@ -31,6 +32,7 @@ def k_center_greedy(
     rng: np.random.Generator,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     first_pass_rows: int = FIRST_PASS_ROWS,
+    shortlist_rows: int = SHORTLIST_ROWS,
 ) -> np.ndarray:
     """(n,) int64 rows picked by k-center greedy, in pick order.
 
@@ -47,7 +49,9 @@ def k_center_greedy(
     growing batches, until every row at the top is exact. The pick is then the same as with
     every distance computed: the rows skipped are provably not farther. Typical cost: the first
     pass plus a few percent of the N x L distances, and a few rows per pick instead of a 1 x N
-    distance row. Rows already labelled or chosen carry -1.
+    distance row. The search for the top runs on a shortlist of the ``shortlist_rows`` largest
+    bounds (widened when its best falls below the largest bound left out), so a pick costs
+    O(shortlist) instead of O(N). Rows already labelled or chosen carry -1.
     """
     size = x.n_rows
     labelled_rows = np.flatnonzero(labelled)
@@ -86,15 +90,31 @@ def k_center_greedy(
             ub[rows] = found
             seen[rows] = k
 
+    # The search runs on a shortlist, the rows with the largest bounds: any row outside it has
+    # ub <= cutoff, so a best exact value above the cutoff is the best of the whole pool.
+    shortlist_size = shortlist_rows
+
+    def shortlist_of(size: int) -> tuple[np.ndarray, float]:
+        if size >= ub.size:
+            return np.arange(ub.size), -np.inf
+        order = np.argpartition(ub, ub.size - size)
+        return order[ub.size - size :], float(ub[order[: ub.size - size]].max())
+
+    shortlist, cutoff = shortlist_of(shortlist_size)
     for k in range(start, n):
         batch = 256
         while True:
-            stale = (partial | (seen < k)) & (ub >= 0)
-            exact_values = ub[~stale]
+            bounds = ub[shortlist]
+            stale = (partial[shortlist] | (seen[shortlist] < k)) & (bounds >= 0)
+            exact_values = bounds[~stale]
             best = exact_values.max() if exact_values.size else -1.0
-            contenders = np.flatnonzero(stale & (ub >= best))
+            contenders = shortlist[stale & (bounds >= best)]
             if contenders.size == 0:
-                break
+                if best > cutoff:
+                    break
+                shortlist_size *= 4
+                shortlist, cutoff = shortlist_of(shortlist_size)
+                continue
             if contenders.size > batch:
                 contenders = contenders[np.argpartition(ub[contenders], -batch)[-batch:]]
             refresh(contenders, k)

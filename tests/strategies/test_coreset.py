@@ -156,12 +156,19 @@ def test_kernel_device_falls_back_to_numpy():
 
 
 @pytest.mark.parametrize("pool", [integer_pool, gaussian_pool])
-@pytest.mark.parametrize(("first_pass_rows", "chunk_rows"), [(1, 7), (3, 64), (10, 1000)])
-def test_lazy_first_pass_over_few_labelled_rows_gives_the_same_picks(pool, first_pass_rows, chunk_rows):
-    # Bounds from a few labelled rows, refined only where they reach the top: same picks as
-    # the full pass and as the brute-force reference (exact ties included, on integer pools).
+@pytest.mark.parametrize(
+    ("first_pass_rows", "shortlist_rows", "chunk_rows"), [(1, 1, 7), (3, 10, 64), (10, 4096, 1000)]
+)
+def test_lazy_first_pass_over_few_labelled_rows_gives_the_same_picks(
+    pool, first_pass_rows, shortlist_rows, chunk_rows
+):
+    # Bounds from a few labelled rows, refined only where they reach the top, searched on a
+    # shortlist that has to widen: same picks as the full pass and as the brute-force
+    # reference (exact ties included, on integer pools).
     x, labelled = pool(1200, 6, seed=first_pass_rows, n_labelled=90)
-    lazy = k_center_greedy(PoolProducts(x), labelled, 70, np.random.default_rng(5), chunk_rows, first_pass_rows)
+    lazy = k_center_greedy(
+        PoolProducts(x), labelled, 70, np.random.default_rng(5), chunk_rows, first_pass_rows, shortlist_rows
+    )
     full = k_center_greedy(PoolProducts(x), labelled, 70, np.random.default_rng(5), chunk_rows, 10**6)
     ref, objectives = reference_k_center(x, labelled, 70, np.random.default_rng(5))
     if pool is integer_pool:
