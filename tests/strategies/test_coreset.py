@@ -177,3 +177,13 @@ def test_lazy_first_pass_over_few_labelled_rows_gives_the_same_picks(
     else:
         assert_same_or_float_near_tie(lazy, ref, objectives)
         assert_same_or_float_near_tie(full, ref, objectives)
+
+
+@pytest.mark.parametrize("pool", [integer_pool, gaussian_pool])
+def test_cold_start_on_a_narrow_shortlist_matches_the_reference(pool):
+    x, labelled = pool(900, 5, seed=3, n_labelled=0)
+    fast = k_center_greedy(PoolProducts(x), labelled, 60, np.random.default_rng(8), 64, shortlist_rows=5)
+    ref, objectives = reference_k_center(x, labelled, 60, np.random.default_rng(8))
+    assert_same_or_float_near_tie(fast, ref, objectives)
+    if pool is integer_pool:
+        np.testing.assert_array_equal(fast, ref)
