@@ -20,7 +20,6 @@ from strategies.base import QueryContext, QueryStrategy
 from strategies.distances import DEFAULT_CHUNK_ROWS, PoolProducts, argmax_random_ties
 from strategies.registry import register_initial_pool, register_query_strategy
 
-
 FIRST_PASS_ROWS = 256
 SHORTLIST_ROWS = 4096
 

@@ -335,6 +335,86 @@ def bf16_bounds(values, down: bool):
     return rounded
 
 
+class RadiusPairs:
+    """Which pairs of rows of ``x`` are closer than ``radius`` (strictly), a block at a time.
+
+    ``||x_i - x_j||^2 < r^2`` is decided as ``x_i.x_j - |x_j|^2/2 > |x_i|^2/2 - r^2/2`` in
+    torch on ``device`` (None: the CPU). ``screen_bf16`` (None: when the device is the CPU and
+    it multiplies bfloat16 natively, about twice float32's speed) first compares a bfloat16
+    product with a proven error bound (``Bf16Screen``); the pairs it leaves undecided, those
+    within the bound of the radius, are recomputed in float32 one by one, so the decisions are
+    the float32 ones (and do not depend on how pairs are grouped into blocks).
+    """
+
+    def __init__(self, x: np.ndarray, radius: float, device: str | None = None,
+                 screen_bf16: bool | None = None) -> None:
+        import torch
+
+        self.x = np.ascontiguousarray(x, dtype=np.float32)
+        self.on_cpu = device is None or str(device) == "cpu"
+        if screen_bf16 is None:
+            screen_bf16 = self.on_cpu and cpu_bf16_is_fast()
+        self.xt = to_torch(self.x, "cpu" if device is None else device)
+        self.half_sq = 0.5 * (self.xt * self.xt).sum(dim=1)
+        self.threshold = self.half_sq - 0.5 * float(radius) ** 2
+        self.screen = Bf16Screen(self.xt, self.half_sq, self.threshold) if screen_bf16 else None
+        self._torch = torch
+
+    def block(self, rows: slice | np.ndarray, cols: slice) -> np.ndarray:
+        """Row-major flat positions, in the (rows x cols) block, of the pairs closer than the
+        radius. ``rows``: a slice or an int64 array of row indices."""
+        torch, xt, half_sq = self._torch, self.xt, self.half_sq
+        if not isinstance(rows, slice):
+            rows = torch.as_tensor(rows, device=xt.device)
+        width = cols.stop - cols.start
+        threshold = self.threshold[rows]
+        if self.screen is None:
+            lhs = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
+            return np.flatnonzero(_to_numpy(lhs > threshold[:, None]))
+        product, bound = self.screen.product(rows, cols), self.screen.error_bound(rows, cols)
+        found = np.flatnonzero(_to_numpy(product >= bf16_bounds(-bound, down=True)[:, None]))
+        pos = torch.as_tensor(found, device=xt.device)  # the edges, and pairs near the radius
+        i, j = pos // width, pos % width
+        sure = product.view(-1)[pos] > bf16_bounds(bound, down=False)[i]
+        check = torch.nonzero(~sure).flatten()
+        if check.numel():  # within the bound of the radius: decide in float32
+            ri = i[check] + rows.start if isinstance(rows, slice) else rows[i[check]]
+            cj = j[check] + cols.start
+            if self.on_cpu:  # numpy's gathers are several times faster than torch's here
+                dots = torch.from_numpy(np.einsum("ij,ij->i", self.x[ri.numpy()], self.x[cj.numpy()]))
+            else:
+                dots = (xt[ri] * xt[cj]).sum(dim=1)
+            sure[check] = dots.sub_(half_sq[cj]) > threshold[i[check]]
+        return found[_to_numpy(sure)]
+
+
+def _edge_budget_error(max_edges, radius: float) -> TooManyEdgesError:
+    return TooManyEdgesError(
+        f"the radius graph has over {max_edges} edges at radius {radius:.4g}: "
+        "lower the radius or raise the edge budget"
+    )
+
+
+def _rows_to_csr(local: list[np.ndarray], targets: list[np.ndarray], height: int):
+    """(indices, counts) of a CSR block row from its (row within the block row, column) pairs,
+    appended in the order each row's columns should keep (a stable radix sort by row)."""
+    local_rows = np.concatenate(local)
+    order = np.argsort(local_rows, kind="stable")
+    return np.concatenate(targets)[order], np.bincount(local_rows, minlength=height)
+
+
+def _csr(indices: list[np.ndarray], counts: list[np.ndarray], shape: tuple[int, int]):
+    from scipy import sparse
+
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    if counts:
+        np.cumsum(np.concatenate(counts), out=indptr[1:])
+    if indptr[-1] < 2**31:
+        indptr = indptr.astype(np.int32)
+    flat = np.concatenate(indices) if indices else np.empty(0, np.int32)
+    return sparse.csr_array((np.ones(flat.size, dtype=bool), flat, indptr), shape=shape)
+
+
 def radius_graph(
     x: np.ndarray,
     radius: float,
@@ -346,54 +426,16 @@ def radius_graph(
     """The graph joining every pair of rows closer than ``radius`` (strictly), as a symmetric
     boolean ``scipy.sparse.csr_array`` (N, N) with every self-loop set and sorted rows.
 
-    Exact: every pair of the upper triangle is compared, in ``chunk_rows x chunk_rows`` blocks
-    (N^2 / 2 distances), in torch on ``device`` (None: the CPU). ``screen_bf16`` (None: when
-    the device is the CPU and it multiplies bfloat16 natively, about twice float32's speed)
-    first compares a bfloat16 product with a proven error bound (``Bf16Screen``):
-    pairs it leaves undecided, those within the bound of the radius, are recomputed in float32,
-    so the graph is the float32 one. The upper triangle's edges of a block row are sorted by a
-    radix sort into a CSR, then mirrored by scipy. Memory: one block, and about three times the
-    graph's int32 indices while mirroring. ``max_edges`` (directed, self-loops included)
-    bounds the graph; going over raises ``TooManyEdgesError`` instead of exhausting memory.
+    Exact (``RadiusPairs``): every pair of the upper triangle is compared, in ``chunk_rows x
+    chunk_rows`` blocks (N^2 / 2 distances). The upper triangle's edges of a block row are
+    sorted by a radix sort into a CSR, then mirrored by scipy. Memory: one block, and about
+    three times the graph's int32 indices while mirroring. ``max_edges`` (directed, self-loops
+    included) bounds the graph; going over raises ``TooManyEdgesError`` instead of exhausting
+    memory.
     """
-    import torch
-    from scipy import sparse
-
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    n, depth = x.shape
-    on_cpu = device is None or str(device) == "cpu"
-    if screen_bf16 is None:
-        screen_bf16 = on_cpu and cpu_bf16_is_fast()
-    xt = to_torch(x, "cpu" if device is None else device)
-    half_sq = 0.5 * (xt * xt).sum(dim=1)
-    r2_half = 0.5 * float(radius) ** 2
+    pairs = RadiusPairs(x, radius, device, screen_bf16)
+    n = pairs.x.shape[0]
     budget = np.inf if max_edges is None else max_edges
-    screen = Bf16Screen(xt, half_sq, half_sq - r2_half) if screen_bf16 else None
-
-    def block_edges(rows: slice, cols: slice) -> np.ndarray:
-        """Flat positions in the (rows x cols) block of the pairs with ``||x_i - x_j||^2 < r^2``,
-        i.e. ``x_i.x_j - |x_j|^2/2 > |x_i|^2/2 - r^2/2``, row-major."""
-        width = cols.stop - cols.start
-        threshold = half_sq[rows] - r2_half
-        if screen is None:
-            lhs = (xt[rows] @ xt[cols].T).sub_(half_sq[cols][None, :])
-            return np.flatnonzero(_to_numpy(lhs > threshold[:, None]))
-        product, bound = screen.product(rows, cols), screen.error_bound(rows, cols)
-        found = np.flatnonzero(_to_numpy(product >= bf16_bounds(-bound, down=True)[:, None]))
-        pos = torch.as_tensor(found, device=xt.device)  # the edges, and pairs near the radius
-        i, j = pos // width, pos % width
-        sure = product.view(-1)[pos] > bf16_bounds(bound, down=False)[i]
-        check = torch.nonzero(~sure).flatten()
-        if check.numel():  # within the bound of the radius: decide in float32
-            ri, cj = i[check] + rows.start, j[check] + cols.start
-            if on_cpu:  # numpy's gathers are several times faster than torch's here
-                ri_, cj_ = ri.numpy(), cj.numpy()
-                dots = torch.from_numpy(np.einsum("ij,ij->i", x[ri_], x[cj_]))
-            else:
-                dots = (xt[ri] * xt[cj]).sum(dim=1)
-            sure[check] = dots.sub_(half_sq[cj]) > threshold[i[check]]
-        return found[_to_numpy(sure)]
-
     indices: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     n_edges = n  # self-loops
@@ -405,30 +447,66 @@ def radius_graph(
         for cols in row_chunks(n - rows.start, chunk_rows):
             cols = slice(cols.start + rows.start, cols.stop + rows.start)  # upper triangle
             width = cols.stop - cols.start
-            found = block_edges(rows, cols)
+            found = pairs.block(rows, cols)
             i, j = found // width, found % width
             if cols.start == rows.start:  # a diagonal block: each pair once, i < j
                 keep = i < j
                 i, j = i[keep], j[keep]
             n_edges += 2 * i.size
             if n_edges > budget:
-                raise TooManyEdgesError(
-                    f"the radius graph has over {max_edges} edges at radius {radius:.4g}: "
-                    "lower the radius or raise the edge budget"
-                )
+                raise _edge_budget_error(max_edges, radius)
             local.append(i.astype(row_type))
             targets.append((j + cols.start).astype(np.int32))
-        local_rows = np.concatenate(local)
-        order = np.argsort(local_rows, kind="stable")  # a radix sort for 16-bit rows
-        indices.append(np.concatenate(targets)[order])
-        counts.append(np.bincount(local_rows, minlength=height))
-        del local, targets, local_rows, order
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.concatenate(counts), out=indptr[1:])
-    if indptr[-1] < 2**31:
-        indptr = indptr.astype(np.int32)
-    all_indices = np.concatenate(indices)
+        block_indices, block_counts = _rows_to_csr(local, targets, height)
+        indices.append(block_indices)
+        counts.append(block_counts)
+        del local, targets
+    upper = _csr(indices, counts, (n, n))
     del indices
-    upper = sparse.csr_array((np.ones(all_indices.size, dtype=bool), all_indices, indptr), shape=(n, n))
-    del all_indices
     return (upper + upper.T).tocsr()  # scipy's transpose and sorted merge, in C++
+
+
+def radius_neighbours(
+    x: np.ndarray,
+    rows: np.ndarray,
+    radius: float,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    device: str | None = None,
+    max_edges: int | None = None,
+    screen_bf16: bool | None = None,
+):
+    """(len(rows), N) boolean ``scipy.sparse.csr_array``: row k marks every row of ``x`` closer
+    than ``radius`` (strictly) to ``x[rows[k]]``, itself included (first, then ascending).
+
+    The rows of the ``radius_graph`` for a subset of the pool: len(rows) x N distances, in
+    ``chunk_rows x chunk_rows`` blocks, with the same decisions (``RadiusPairs``). ``max_edges``
+    bounds the entries (``TooManyEdgesError``).
+    """
+    pairs = RadiusPairs(x, radius, device, screen_bf16)
+    n = pairs.x.shape[0]
+    rows = np.asarray(rows, dtype=np.int64)
+    budget = np.inf if max_edges is None else max_edges
+    indices: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    n_edges = 0
+    row_type = np.int16 if chunk_rows <= 2**15 else np.int32
+    for block in row_chunks(rows.size, chunk_rows):
+        ids = rows[block]
+        local = [np.arange(ids.size, dtype=row_type)]  # self-loops first
+        targets = [ids.astype(np.int32)]
+        n_edges += ids.size
+        for cols in row_chunks(n, chunk_rows):
+            width = cols.stop - cols.start
+            found = pairs.block(ids, cols)
+            i, j = found // width, found % width + cols.start
+            keep = j != ids[i]  # the self-loops are already in
+            i, j = i[keep], j[keep]
+            n_edges += i.size
+            if n_edges > budget:
+                raise _edge_budget_error(max_edges, radius)
+            local.append(i.astype(row_type))
+            targets.append(j.astype(np.int32))
+        block_indices, block_counts = _rows_to_csr(local, targets, ids.size)
+        indices.append(block_indices)
+        counts.append(block_counts)
+    return _csr(indices, counts, (rows.size, n))

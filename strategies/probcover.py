@@ -27,6 +27,7 @@ from strategies.distances import (
     argmax_random_ties,
     min_squared_distance_to_other_group,
     radius_graph,
+    radius_neighbours,
     squared_norms,
 )
 from strategies.registry import register_initial_pool, register_query_strategy
@@ -114,27 +115,29 @@ def purity_delta(
     return float(d_sorted[d.size - math.ceil(alpha * d.size)])
 
 
-def max_coverage_greedy(
-    graph, labelled: np.ndarray, n: int, rng: np.random.Generator
-) -> np.ndarray:
-    """(n,) int64 rows picked by greedy maximum coverage on ``graph``, in pick order.
+FULL_GRAPH_ABOVE = 0.5
+"""Fraction of the pool left uncovered by the labelled rows above which ProbCover builds the
+whole radius graph (N^2 / 2 pairs) rather than the uncovered rows' balls (uncovered x N)."""
 
-    ``graph``: symmetric boolean CSR (N, N) with self-loops (row u lists the rows its ball
-    covers). Rows covered by a labelled row are removed first. Each pick is the unlabelled,
-    not yet chosen row covering the most uncovered rows (exact ties broken by the rng); the
-    rows it covers become covered and every row's count drops accordingly (one gather of the
-    newly covered rows' neighbour lists, an O(N) ``bincount``). Once no pick covers anything
-    new, the rest of the batch is uniform without replacement over the unlabelled rows not
-    yet chosen.
+
+def max_coverage_greedy(
+    neighbours, uncovered: np.ndarray, labelled: np.ndarray, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    """(n,) int64 rows picked by greedy maximum coverage, in pick order.
+
+    ``uncovered``: (U,) the rows no labelled row's ball covers; ``neighbours``: boolean CSR
+    (U, N), row k marking every row within ``delta`` of ``uncovered[k]`` (itself included), i.e.
+    the balls that cover it. Each pick is the unlabelled, not yet chosen row whose ball covers
+    the most rows still uncovered (exact ties broken by the rng); those rows become covered
+    and every ball's count drops accordingly (one gather of their rows, an O(N) ``bincount``).
+    Once no pick covers anything new, the rest of the batch is uniform without replacement
+    over the unlabelled rows not yet chosen. Only edges that touch an uncovered row matter, so
+    nothing else is needed.
     """
-    size = graph.shape[0]
-    indptr, indices = graph.indptr, graph.indices
-    covered = np.zeros(size, dtype=bool)
-    labelled_rows = np.flatnonzero(labelled)
-    if labelled_rows.size:
-        covered[graph[labelled_rows].indices] = True
-    # Uncovered neighbours of every row (no row is empty: every row has its self-loop).
-    degree = np.add.reduceat(~covered[indices], indptr[:-1], dtype=np.int64)
+    size = labelled.size
+    covers = neighbours.T.tocsr()  # (N, U): the uncovered rows each ball holds
+    still = np.ones(uncovered.size, dtype=bool)
+    degree = np.bincount(neighbours.indices, minlength=size).astype(np.int64)
     degree[labelled] = -1
     taken = labelled.copy()
     chosen = np.empty(n, dtype=np.int64)
@@ -145,10 +148,10 @@ def max_coverage_greedy(
         pick = argmax_random_ties(degree, rng)
         chosen[k] = pick
         taken[pick] = True
-        ball = indices[indptr[pick] : indptr[pick + 1]]
-        new = ball[~covered[ball]]
-        covered[new] = True
-        degree -= np.bincount(graph[new].indices, minlength=size)
+        ball = covers.indices[covers.indptr[pick] : covers.indptr[pick + 1]]
+        new = ball[still[ball]]
+        still[new] = False
+        degree -= np.bincount(neighbours[new].indices, minlength=size)
         degree[pick] = -1
     return chosen
 
@@ -160,16 +163,21 @@ class ProbCover(QueryStrategy):
     """Greedy maximum coverage of the pool by balls of radius ``delta``.
 
     Per query: (1) rows L2-normalised (``normalize``, as the reference code loads its
-    features); (2) ``delta`` from cluster purity (``purity_delta``) unless given; (3) the exact
-    radius graph ``||x_i - x_j|| < delta`` (``strategies.distances.radius_graph``: every pair
-    compared in blocks, kept as a sparse CSR, never N x N dense); (4) ``max_coverage_greedy``.
+    features); (2) ``delta`` from cluster purity (``purity_delta``) unless given; (3) the rows
+    the labelled rows' balls cover (labelled x N distances); (4) the exact balls
+    ``||x_i - x_j|| < delta`` that cover each row still uncovered, kept as a sparse CSR, never
+    N x N dense: from the uncovered rows' own distances (uncovered x N,
+    ``strategies.distances.radius_neighbours``) while at most half the pool is uncovered, else
+    from the whole radius graph (``radius_graph``, N^2 / 2 pairs); (5) ``max_coverage_greedy``,
+    which needs no other edge. Picks are the same either way.
 
-    Cost: the graph pass compares N^2 / 2 pairs, D multiply-adds each. On a CPU that multiplies
-    bfloat16 natively it runs as a bfloat16 product with a proven error bound, pairs near
-    ``delta`` rechecked in float32 (``strategies.distances.Bf16Screen``): the graph is the
-    float32 one, about twice as fast. Measured at N = 100k, D = 768 on two cores: about a
-    minute in all, 50 s of it the graph. The distance passes run in torch on a CUDA device when
-    the context names one; ``approximate`` cuts the graph pass instead.
+    Cost: the distance passes compare pairs of rows, D multiply-adds each. On a CPU that
+    multiplies bfloat16 natively they run as a bfloat16 product with a proven error bound,
+    pairs near ``delta`` rechecked in float32 (``strategies.distances.Bf16Screen``): the graph
+    is the float32 one, about twice as fast. Once the labelled rows cover much of the pool (as
+    the greedy intends) a query costs far less than the whole graph; a cold start (nothing
+    labelled) builds it all: about a minute at N = 100k, D = 768 on two cores. The passes run
+    in torch on a CUDA device when the context names one; ``approximate`` cuts them instead.
 
     Parameters (defaults from the paper where it gives one)
     ----------
@@ -200,7 +208,7 @@ class ProbCover(QueryStrategy):
     - When every row is covered (a pick would cover nothing new), the rest of the batch is
       drawn uniformly without replacement from the unlabelled rows not yet chosen (the
       reference code would keep returning its first index).
-    - The graph is rebuilt at every query: strategies hold no state between queries.
+    - The balls are rebuilt at every query: strategies hold no state between queries.
     """
 
     delta: Annotated[float, Gt(0)] | None = None
@@ -228,7 +236,23 @@ class ProbCover(QueryStrategy):
         else:
             delta = float(self.delta)
         try:
-            graph = radius_graph(x, delta, self.chunk_rows, device, self.max_edges)
+            neighbours, uncovered = self._uncovered_balls(x, context.labelled, delta, device)
         except TooManyEdgesError as error:
             raise StrategyError(f"ProbCover: {error} (`max_edges`), or set a smaller `delta`") from error
-        return max_coverage_greedy(graph, context.labelled, n, rng)
+        return max_coverage_greedy(neighbours, uncovered, context.labelled, n, rng)
+
+    def _uncovered_balls(self, x: np.ndarray, labelled: np.ndarray, delta: float, device):
+        """The rows no labelled row's ball covers, and the balls that cover each of them:
+        from their own distances (uncovered x N) when few are left, else from the whole
+        radius graph (N^2 / 2 pairs, half the work per pair)."""
+        size = labelled.size
+        covered = labelled.copy()
+        labelled_rows = np.flatnonzero(labelled)
+        if labelled_rows.size:
+            balls = radius_neighbours(x, labelled_rows, delta, self.chunk_rows, device, self.max_edges)
+            covered[balls.indices] = True
+        uncovered = np.flatnonzero(~covered)
+        if uncovered.size > FULL_GRAPH_ABOVE * size:
+            graph = radius_graph(x, delta, self.chunk_rows, device, self.max_edges)
+            return graph[uncovered], uncovered
+        return radius_neighbours(x, uncovered, delta, self.chunk_rows, device, self.max_edges), uncovered

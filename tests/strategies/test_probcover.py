@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from strategies import INITIAL_POOLS, QueryContext, StrategyError, distances
+from strategies import INITIAL_POOLS, QueryContext, StrategyError, distances, probcover
 from strategies.clustering import kmeans
 from strategies.distances import min_squared_distance_to_other_group, radius_graph
 from strategies.probcover import ProbCover, cluster, l2_normalise, pca_project, purity_delta
@@ -156,6 +156,20 @@ def test_bf16_bounds_round_outwards():
     assert ((up.float() - down.float()) <= values.abs() * 2**-7).all()  # at most one step apart
 
 
+@pytest.mark.parametrize("screen_bf16", [False, True])
+def test_radius_neighbours_are_rows_of_the_radius_graph(screen_bf16):
+    rng = np.random.default_rng(3)
+    x = rng.integers(-3, 4, size=(500, 5)).astype(np.float32)
+    graph = radius_graph(x, np.sqrt(12.0), 64, screen_bf16=screen_bf16)
+    rows = np.sort(rng.choice(500, 77, replace=False))
+    some = distances.radius_neighbours(x, rows, np.sqrt(12.0), 64, screen_bf16=screen_bf16)
+    np.testing.assert_array_equal(some.toarray(), graph[rows].toarray())
+    assert (some.indices[some.indptr[:-1]] == rows).all()  # each row's own column first
+    assert distances.radius_neighbours(x, np.array([], np.int64), 1.0).shape == (0, 500)
+    with pytest.raises(distances.TooManyEdgesError):
+        distances.radius_neighbours(x, rows, 100.0, 64, max_edges=1000)
+
+
 def test_radius_graph_edge_budget():
     x = np.zeros((100, 2), dtype=np.float32)
     with pytest.raises(distances.TooManyEdgesError, match="edges"):
@@ -203,11 +217,18 @@ def test_purity_delta_without_a_grid_value_uses_the_exact_quantile():
 # ----------------------------------------------------------------------------- selection
 
 
+@pytest.fixture(params=["whole graph", "uncovered balls"])
+def graph_route(request, monkeypatch):
+    """Run a selection test through both ways of building the balls ProbCover needs."""
+    monkeypatch.setattr(probcover, "FULL_GRAPH_ABOVE", 0.0 if request.param == "whole graph" else 1.0)
+    return request.param
+
+
 @pytest.mark.parametrize(
     ("n", "d", "n_labelled", "batch", "radius2"),
     [(300, 3, 10, 30, 2.5), (1000, 5, 60, 50, 6.5), (2000, 2, 0, 40, 1.5), (500, 4, 5, 200, 12.5)],
 )
-def test_fixed_delta_matches_reference_exactly(n, d, n_labelled, batch, radius2):
+def test_fixed_delta_matches_reference_exactly(n, d, n_labelled, batch, radius2, graph_route):
     # Integer points, radius^2 between integers: identical graphs; integer coverage counts tie
     # often, so this also checks that ties consume the rng the same way. The last case covers
     # the pool before the batch is full and exercises the uniform fallback.
@@ -225,7 +246,7 @@ def test_fixed_delta_matches_reference_exactly(n, d, n_labelled, batch, radius2)
     ("n", "d", "n_classes", "n_labelled", "batch", "sample"),
     [(500, 6, 4, 20, 25, None), (1200, 16, 8, 0, 40, None), (2000, 10, 5, 50, 30, 600)],
 )
-def test_purity_delta_selection_matches_reference(n, d, n_classes, n_labelled, batch, sample):
+def test_purity_delta_selection_matches_reference(n, d, n_classes, n_labelled, batch, sample, graph_route):
     # Continuous data: the graphs agree unless some pair lies within float32 rounding of delta.
     x, labelled = blobs(n, d, n_classes, seed=n, n_labelled=n_labelled)
     fast = select(
