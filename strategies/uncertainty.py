@@ -16,6 +16,10 @@ from strategies.ranking import top_k_random_ties
 from strategies.registry import register_query_strategy
 
 
+SCORE_CHUNK_ROWS = 65536
+"""Rows scored at a time: the temporaries stay a few MiB, whatever the pool's size."""
+
+
 class UncertaintySampling(QueryStrategy):
     """Pick the ``n`` unlabelled rows with the highest uncertainty score."""
 
@@ -28,7 +32,12 @@ class UncertaintySampling(QueryStrategy):
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
         candidates = context.unlabelled_indices()
-        scores = self.uncertainty(context.probabilities[candidates])
+        if candidates.size == 0:
+            return candidates
+        scores = np.concatenate([
+            self.uncertainty(context.probabilities[candidates[start : start + SCORE_CHUNK_ROWS]])
+            for start in range(0, candidates.size, SCORE_CHUNK_ROWS)
+        ])
         return candidates[top_k_random_ties(scores, n, rng)]
 
 
