@@ -416,7 +416,7 @@ def _csr(indices: list[np.ndarray], counts: list[np.ndarray], shape: tuple[int, 
 
 
 def radius_graph(
-    x: np.ndarray,
+    x: np.ndarray | RadiusPairs,
     radius: float,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     device: str | None = None,
@@ -431,9 +431,9 @@ def radius_graph(
     sorted by a radix sort into a CSR, then mirrored by scipy. Memory: one block, and about
     three times the graph's int32 indices while mirroring. ``max_edges`` (directed, self-loops
     included) bounds the graph; going over raises ``TooManyEdgesError`` instead of exhausting
-    memory.
+    memory. ``x`` may be a ``RadiusPairs`` built for the same radius, to share its set-up.
     """
-    pairs = RadiusPairs(x, radius, device, screen_bf16)
+    pairs = x if isinstance(x, RadiusPairs) else RadiusPairs(x, radius, device, screen_bf16)
     n = pairs.x.shape[0]
     budget = np.inf if max_edges is None else max_edges
     indices: list[np.ndarray] = []
@@ -467,7 +467,7 @@ def radius_graph(
 
 
 def radius_neighbours(
-    x: np.ndarray,
+    x: np.ndarray | RadiusPairs,
     rows: np.ndarray,
     radius: float,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -480,9 +480,10 @@ def radius_neighbours(
 
     The rows of the ``radius_graph`` for a subset of the pool: len(rows) x N distances, in
     ``chunk_rows x chunk_rows`` blocks, with the same decisions (``RadiusPairs``). ``max_edges``
-    bounds the entries (``TooManyEdgesError``).
+    bounds the entries (``TooManyEdgesError``). ``x`` may be a ``RadiusPairs`` built for the
+    same radius, to share its set-up.
     """
-    pairs = RadiusPairs(x, radius, device, screen_bf16)
+    pairs = x if isinstance(x, RadiusPairs) else RadiusPairs(x, radius, device, screen_bf16)
     n = pairs.x.shape[0]
     rows = np.asarray(rows, dtype=np.int64)
     budget = np.inf if max_edges is None else max_edges

@@ -23,6 +23,7 @@ from strategies import distances
 from strategies.base import QueryContext, QueryStrategy, StrategyError
 from strategies.clustering import Clustering, kmeans
 from strategies.distances import (
+    RadiusPairs,
     TooManyEdgesError,
     argmax_random_ties,
     min_squared_distance_to_other_group,
@@ -246,13 +247,14 @@ class ProbCover(QueryStrategy):
         from their own distances (uncovered x N) when few are left, else from the whole
         radius graph (N^2 / 2 pairs, half the work per pair)."""
         size = labelled.size
+        pairs = RadiusPairs(x, delta, device)  # one set-up for both passes
         covered = labelled.copy()
         labelled_rows = np.flatnonzero(labelled)
         if labelled_rows.size:
-            balls = radius_neighbours(x, labelled_rows, delta, self.chunk_rows, device, self.max_edges)
+            balls = radius_neighbours(pairs, labelled_rows, delta, self.chunk_rows, max_edges=self.max_edges)
             covered[balls.indices] = True
         uncovered = np.flatnonzero(~covered)
         if uncovered.size > FULL_GRAPH_ABOVE * size:
-            graph = radius_graph(x, delta, self.chunk_rows, device, self.max_edges)
+            graph = radius_graph(pairs, delta, self.chunk_rows, max_edges=self.max_edges)
             return graph[uncovered], uncovered
-        return radius_neighbours(x, uncovered, delta, self.chunk_rows, device, self.max_edges), uncovered
+        return radius_neighbours(pairs, uncovered, delta, self.chunk_rows, max_edges=self.max_edges), uncovered

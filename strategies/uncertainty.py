@@ -15,7 +15,6 @@ from strategies.base import Need, QueryContext, QueryStrategy
 from strategies.ranking import top_k_random_ties
 from strategies.registry import register_query_strategy
 
-
 SCORE_CHUNK_ROWS = 65536
 """Rows scored at a time: the temporaries stay a few MiB, whatever the pool's size."""
 
