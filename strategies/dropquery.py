@@ -59,10 +59,12 @@ def dropout_disagreements(
     changes = np.zeros(rows.size, dtype=np.int64)
     d = x.shape[1]
     chunk_rows += chunk_rows % 2  # even chunks keep each run's mask stream chunk-independent
+    dropped_buffer = np.empty((min(chunk_rows, rows.size), d), dtype=np.float32)
     for part in row_chunks(rows.size, chunk_rows):
         features = x[rows[part]]
+        dropped = dropped_buffer[: features.shape[0]]  # reused: no fresh pages per run
         for run in runs:
-            dropped = features * dropout_masks(run, (features.shape[0], d), drop_rate)
+            np.multiply(features, dropout_masks(run, (features.shape[0], d), drop_rate), out=dropped)
             logits = dropped @ weights_t
             logits *= scale
             logits += head.bias
