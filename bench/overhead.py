@@ -28,7 +28,7 @@ def main(config_path: str = "experiments.yaml") -> None:
     from orchestrator.runner import embedding_stage, init_ray, run_grid
     from orchestrator.tracking import Tracker
     from workers.store import EmbeddingStore
-    from workers.trajectory import run_trajectory
+    from workers.trajectory import InitialPoolCache, run_trajectory
 
     quiet = Console(file=open(os.devnull, "w"))
     config = load_config(config_path)
@@ -45,8 +45,9 @@ def main(config_path: str = "experiments.yaml") -> None:
     n = len(plan.trials)
 
     began = time.perf_counter()
+    initial_pools = InitialPoolCache()  # reused by sibling trials, as each albench actor does
     for trial in plan.trials:
-        for _ in run_trajectory(trial, data[trial.embedding_key]):
+        for _ in run_trajectory(trial, data[trial.embedding_key], initial_pools=initial_pools):
             pass
     plain = time.perf_counter() - began
 

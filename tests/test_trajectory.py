@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from workers.specs import LearnerSpec, ProtocolSpec, StrategySpec, TrialSpec
-from workers.trajectory import Checkpoint, TrialData, run_trajectory
+from workers.trajectory import Checkpoint, InitialPoolCache, TrialData, initial_pool_key, run_trajectory
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,29 @@ def test_seed_changes_the_curve_and_strategies_share_the_initial_pool(data):
     c = list(run_trajectory(trial("margin", seed=1), data))
     assert a[0].checkpoint.labelled_order == b[0].checkpoint.labelled_order  # paired design
     assert a[0].checkpoint.labelled_order != c[0].checkpoint.labelled_order
+
+
+@pytest.mark.parametrize("pool", ["typiclust", "coreset", "random"])
+def test_initial_pool_cache_is_shared_by_siblings_and_changes_no_curve(data, pool):
+    cache = InitialPoolCache(size=2)
+    trials = [trial(s, seed=seed, pool=pool) for seed in (0, 1) for s in ("margin", "coreset", "random")]
+    cached = [curve(run_trajectory(t, data, initial_pools=cache)) for t in trials]
+    assert len(cache) == 2  # one pool per seed, whatever the strategy
+    assert cached == [curve(run_trajectory(t, data)) for t in trials]
+    assert initial_pool_key(trials[0]) == initial_pool_key(trials[1]) != initial_pool_key(trials[3])
+    assert initial_pool_key(trial(pool="typiclust")) != initial_pool_key(trial(pool="random"))
+
+
+def test_initial_pool_cache_forgets_the_oldest_and_reports_the_selection_time(data):
+    cache = InitialPoolCache(size=1)
+    first, seconds = cache.select(trial(seed=0, pool="typiclust"), data)
+    again, seconds_again = cache.select(trial("entropy", seed=0, pool="typiclust"), data)
+    np.testing.assert_array_equal(first, again)
+    assert seconds_again == seconds > 0
+    cache.select(trial(seed=5, pool="typiclust"), data)
+    assert len(cache) == 1
+    records = list(run_trajectory(trial(seed=0, pool="typiclust"), data, initial_pools=cache))
+    assert records[0].query_seconds > 0 and records[0].checkpoint.labelled_order == first.tolist()
 
 
 def test_trial_key_ignores_display_names_but_not_settings():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from workers.specs import TrialSpec
-from workers.trajectory import Checkpoint, CycleRecord, TrialData, run_trajectory
+from workers.trajectory import Checkpoint, CycleRecord, InitialPoolCache, TrialData, run_trajectory
 
 
 class TrajectoryWorker:
@@ -13,14 +13,18 @@ class TrajectoryWorker:
 
     The embeddings arrive as a shared read-only object from the Ray object store; nothing is
     copied per trial. The driver is the only writer of MLflow and checkpoints, so an actor holds
-    no state worth keeping: when one dies (its process killed, its node lost) the driver
+    no state worth keeping (only a cache of the initial pools it selected, which sibling trials
+    reuse and any actor can recompute): when one dies (its process killed, its node lost) the driver
     resubmits the trial to another actor with the last checkpoint it saved. The driver calls
     ``pid`` once as a readiness probe before giving an actor work.
     """
 
+    def __init__(self) -> None:
+        self.initial_pools = InitialPoolCache()
+
     def run(self, trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
             ) -> Iterator[CycleRecord]:
-        yield from run_trajectory(trial, data, resume)
+        yield from run_trajectory(trial, data, resume, self.initial_pools)
 
     def pid(self) -> int:
         import os

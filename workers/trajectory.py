@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
@@ -17,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext, QueryStrategy
 from workers.learner import LogisticRegressionLearner, accuracy, macro_f1
-from workers.specs import StrategySpec, TrialSpec
+from workers.specs import StrategySpec, TrialSpec, stable_hash
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,55 @@ def query_generator(trial: TrialSpec) -> np.random.Generator:
     )
 
 
+def initial_pool_key(trial: TrialSpec) -> str:
+    """What determines a trial's initial pool: its key without the query strategy and the
+    learner (the pool is picked cold, from its own rng stream), so sibling trials share it."""
+    payload = trial.key_payload()
+    del payload["strategy"], payload["learner"]
+    return stable_hash(payload)[:24]
+
+
+class InitialPoolCache:
+    """The last ``size`` initial pools a worker selected, by ``initial_pool_key``.
+
+    Every strategy of a (dataset, embedder, initial pool, seed) starts from the same pool (a
+    paired design), so a worker that runs several of them selects it once: a diversity pool
+    (TypiClust, Coreset, ProbCover) at 1M rows costs a minute or more. A pool is a pure
+    function of its key and the embeddings, so reuse cannot change a curve. Each entry keeps
+    the seconds its selection took, logged as cycle 0's query time whether reused or not.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._pools: OrderedDict[str, tuple[np.ndarray, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._pools)
+
+    def select(self, trial: TrialSpec, data: TrialData) -> tuple[np.ndarray, float]:
+        """(chosen rows, selection seconds) of the trial's initial pool, computed at most once."""
+        key = initial_pool_key(trial)
+        if key in self._pools:
+            self._pools.move_to_end(key)
+            chosen, seconds = self._pools[key]
+            return chosen.copy(), seconds
+        chosen, seconds = select_initial_pool(trial, data)
+        self._pools[key] = (chosen.copy(), seconds)
+        while len(self._pools) > self.size:
+            self._pools.popitem(last=False)
+        return chosen, seconds
+
+
+def select_initial_pool(trial: TrialSpec, data: TrialData) -> tuple[np.ndarray, float]:
+    """(chosen rows, seconds): the trial's initial pool, from its own rng stream."""
+    began = time.perf_counter()
+    pool = build_strategy(trial.initial_pool, initial_pool=True)
+    labelled = np.zeros(data.train_x.shape[0], dtype=bool)
+    context = _context(pool, data, labelled, None, trial.n_classes, trial.device)
+    chosen = pool.select(context, trial.protocol.initial_pool_size, initial_pool_generator(trial))
+    return chosen, time.perf_counter() - began
+
+
 def _context(
     strategy: QueryStrategy, data: TrialData, labelled: np.ndarray, head: LinearHead | None,
     n_classes: int, device: str,
@@ -113,9 +163,15 @@ def _context(
 
 
 def run_trajectory(
-    trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
+    trial: TrialSpec,
+    data: TrialData,
+    resume: Checkpoint | None = None,
+    initial_pools: InitialPoolCache | None = None,
 ) -> Iterator[CycleRecord]:
-    """Yield one ``CycleRecord`` per cycle, from ``resume.cycle + 1`` when resuming."""
+    """Yield one ``CycleRecord`` per cycle, from ``resume.cycle + 1`` when resuming.
+
+    ``initial_pools``: where a worker keeps initial pools for the sibling trials it runs next.
+    """
     protocol = trial.protocol
     learner = LogisticRegressionLearner(trial.learner, trial.n_classes)
     strategy = build_strategy(trial.strategy)
@@ -134,15 +190,14 @@ def run_trajectory(
     with threadpool_limits(limits=1):
         head = learner.fit(data.train_x[labelled], data.train_y[labelled]) if start > 0 else None
         for cycle in range(start, protocol.n_cycles + 1):
-            began = time.perf_counter()
             if cycle == 0:
-                pool = build_strategy(trial.initial_pool, initial_pool=True)
-                context = _context(pool, data, labelled, None, trial.n_classes, trial.device)
-                chosen = pool.select(context, protocol.initial_pool_size, initial_pool_generator(trial))
+                cache = initial_pools if initial_pools is not None else InitialPoolCache(size=0)
+                chosen, query_seconds = cache.select(trial, data)
             else:
+                began = time.perf_counter()
                 context = _context(strategy, data, labelled, head, trial.n_classes, trial.device)
                 chosen = strategy.select(context, protocol.query_size, rng)
-            query_seconds = time.perf_counter() - began
+                query_seconds = time.perf_counter() - began
             labelled[chosen] = True
             order.extend(int(i) for i in chosen)
             began = time.perf_counter()
