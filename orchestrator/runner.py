@@ -361,13 +361,7 @@ class TrajectoryStage:
                         last_flush = time.monotonic()
             except KeyboardInterrupt:
                 summary.interrupted = True
-                for state in active.values():
-                    self._kill(state.actor)  # stop the work; what was streamed is kept below
-                self._flush(active.values())
-                for state in active.values():
-                    self.tracker.fail(state.item.run_id, "interrupted (Ctrl-C or SIGTERM)",
-                                      "interrupted (Ctrl-C or SIGTERM); `albench run` resumes it from its "
-                                      "checkpoint", status="KILLED")
+                self._stop_interrupted(list(active.values()))
                 raise
             finally:
                 for actor in [*idle, *starting.values(), *(s.actor for s in active.values())]:
@@ -441,6 +435,23 @@ class TrajectoryStage:
         if isinstance(error, ray.exceptions.ObjectLostError):
             key = state.item.trial.embedding_key
             self.data_refs[key] = ray.put(self.data[key])
+
+    def _stop_interrupted(self, states: list[_Active]) -> None:
+        """After Ctrl-C or SIGTERM: stop the work, log what was streamed, mark the runs KILLED.
+
+        The interrupt may have landed inside a flush, after MLflow committed a batch but before
+        the driver noted it; the steps already logged are read back from MLflow first, so none
+        is logged twice.
+        """
+        for state in states:
+            self._kill(state.actor)
+        for state in states:
+            state.item.logged = self.tracker.logged_points(state.item.run_id, CYCLE_METRICS)
+        self._flush(states)
+        for state in states:
+            self.tracker.fail(state.item.run_id, "interrupted (Ctrl-C or SIGTERM)",
+                              "interrupted (Ctrl-C or SIGTERM); `albench run` resumes it from its "
+                              "checkpoint", status="KILLED")
 
     def _flush(self, states, checkpoint: bool = True) -> None:
         """Log buffered cycles (skipping points already in MLflow), then save checkpoints."""

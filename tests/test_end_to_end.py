@@ -187,3 +187,31 @@ def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric
         for metric in ("accuracy", "macro_f1", "query_seconds", "fit_seconds"):
             steps = [m.step for m in tracker.client.get_metric_history(runs[trial.trial_key].run_id, metric)]
             assert sorted(steps) == [6, 12, 18, 24], (trial.trial_key, metric, steps)
+
+
+def test_an_interrupt_inside_a_flush_logs_no_step_twice(ray_session, corpus, tmp_path):
+    # Ctrl-C can land after MLflow committed a batch but before the driver noted it; stopping
+    # must then log only what is missing (a race the fault-tolerance run once hit in CI).
+    from orchestrator.checkpoints import CheckpointStore
+    from orchestrator.runner import CYCLE_METRICS, TrajectoryStage, _Active, _Trial
+    from workers.trajectory import Checkpoint, CycleRecord
+
+    config = parse_config(tiny_config(corpus, tmp_path))
+    plan = prepare_plan(config)
+    tracker = Tracker(config.tracking.uri, config.experiment_name)
+    stage = TrajectoryStage(plan, tracker, CheckpointStore(config.store.checkpoints), {}, Console())
+    trial = plan.trials[0]
+    item = _Trial(trial, run_id=tracker.start_trial(trial), logged={name: set() for name in CYCLE_METRICS})
+    records = [
+        CycleRecord(cycle=c, n_labelled=6 * (c + 1), accuracy=0.5 + c / 10, macro_f1=0.4, query_seconds=0.01,
+                    fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}))
+        for c in range(4)
+    ]
+    committed = [(name, value, r.n_labelled) for r in records[:3] for name, value in r.metrics().items()]
+    tracker.log_metrics(item.run_id, committed, 0)  # the batch MLflow took before the interrupt
+    state = _Active(item, actor=None, buffer=records)
+    stage._stop_interrupted([state])
+    for metric in CYCLE_METRICS:
+        steps = [m.step for m in tracker.client.get_metric_history(item.run_id, metric)]
+        assert sorted(steps) == [6, 12, 18, 24], (metric, steps)
+    assert tracker.client.get_run(item.run_id).info.status == "KILLED"
