@@ -283,7 +283,8 @@ class Bf16Screen:
     ~x`` (exact in float32), ``|~x_i.~x_j - x_i.x_j| <= |~x_i||e_j| + |e_i|(|~x_j| + |e_j|)``
     (Cauchy-Schwarz on the actual rounding errors, several times tighter than ``2u|x_i||x_j|``),
     plus ``u^2`` of the split scalars, plus float32 accumulation, ``(depth + 4) 2^-23`` of the
-    sum of the terms' magnitudes (``u = 2^-8``), all times 1.01.
+    sum of the terms' magnitudes (``u = 2^-8``), plus ``2^-126`` an entry where subnormals may be
+    flushed to zero, all times 1.01.
     """
 
     def __init__(self, xt, half_sq, threshold) -> None:
@@ -297,7 +298,8 @@ class Bf16Screen:
         ones = torch.ones((xt.shape[0], 2), dtype=torch.bfloat16, device=xt.device)
         self.rows = torch.cat([low, ones, split_bf16(-threshold)], dim=1)
         self.cols = torch.cat([low, split_bf16(-half_sq), ones], dim=1)
-        self.accumulation = (xt.shape[1] + 4) * 2.0**-23 * (1 + BF16_UNIT_ROUNDOFF) ** 2
+        self.depth = xt.shape[1] + 4
+        self.accumulation = self.depth * 2.0**-23 * (1 + BF16_UNIT_ROUNDOFF) ** 2
 
     def product(self, rows: slice, cols: slice):
         """(rows x cols) bfloat16 approximations of ``x_i.x_j - |x_j|^2/2 - t_i``."""
@@ -310,7 +312,9 @@ class Bf16Screen:
         scalars = col_sq + self.threshold[rows].abs()
         inputs = self.norm[rows] * col_err + self.err[rows] * (col_norm + col_err)
         summed = self.accumulation * (self.norm[rows] * col_norm + scalars)
-        return 1.01 * (inputs + summed + 2 * u2 * scalars) + 1e-30
+        # Subnormal inputs or products may be flushed to zero: at most 2^-126 an entry.
+        flushed = self.depth * 2.0**-126 * (self.norm[rows] + col_norm + 1.0)
+        return 1.01 * (inputs + summed + 2 * u2 * scalars + flushed) + 1e-30
 
 
 def split_bf16(values):
