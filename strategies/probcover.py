@@ -256,5 +256,7 @@ class ProbCover(QueryStrategy):
         uncovered = np.flatnonzero(~covered)
         if uncovered.size > FULL_GRAPH_ABOVE * size:
             graph = radius_graph(pairs, delta, self.chunk_rows, max_edges=self.max_edges)
+            if uncovered.size == size:  # nothing covered (a cold start): no copy of the graph
+                return graph, uncovered
             return graph[uncovered], uncovered
         return radius_neighbours(pairs, uncovered, delta, self.chunk_rows, max_edges=self.max_edges), uncovered
