@@ -172,7 +172,7 @@ def _split(frame: pd.DataFrame, fraction: float, seed: int, where: str):
     n = len(frame)
     if n < 2:
         raise DatasetError(f"{where}: {n} row(s) cannot be split into train and test; add rows")
-    n_test = min(max(int(round(n * fraction)), 1), n - 1)
+    n_test = min(max(round(n * fraction), 1), n - 1)  # n: int, fraction: float -> int
     perm = np.random.default_rng(seed).permutation(n)
     test_idx, train_idx = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     return (frame.iloc[train_idx].reset_index(drop=True),
