@@ -92,7 +92,7 @@ def test_import_is_cheap() -> None:
     )
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

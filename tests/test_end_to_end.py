@@ -41,7 +41,7 @@ def finished_grid(ray_session, corpus, tmp_path_factory):
 
 
 def test_every_trial_finished_with_one_point_per_cycle(finished_grid):
-    _, plan, tracker, summary, output = finished_grid
+    _, plan, tracker, summary, _output = finished_grid
     assert summary.finished == len(plan.trials) == 8 and not summary.failed
     runs = tracker.trial_runs()
     assert set(runs) == {t.trial_key for t in plan.trials}
@@ -88,14 +88,14 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
 
 
 def test_adding_a_seed_runs_only_the_new_trials(finished_grid):
-    config, plan, tracker, _, _ = finished_grid
+    config, plan, _tracker, _, _ = finished_grid
     _, _, summary, _ = _run(dict(config, seeds=[0, 1, 2]))
     assert summary.skipped == len(plan.trials) and summary.finished == 4
 
 
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "orchestrator.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def _cli(*args, cwd):
     ids=["unknown-strategy", "unknown-dataset", "unknown-model", "budget-too-large"],
 )
 def test_bad_input_exits_non_zero_and_damages_nothing(finished_grid, tmp_path, mutation, message):
-    config, plan, tracker, _, _ = finished_grid
+    config, _plan, tracker, _, _ = finished_grid
     bad = {**config, "datasets": [dict(d, source=dict(d["source"])) for d in config["datasets"]],
            "strategies": list(config["strategies"]), "embedders": list(config["embedders"]),
            "protocol": dict(config["protocol"])}

@@ -59,7 +59,7 @@ def test_truncated_file_is_detected(tmp_path):
 
 def test_flipped_bytes_are_detected(tmp_path):
     store = EmbeddingStore(tmp_path)
-    path, x, y = _write(store, n=400, dim=16)
+    path, _x, _y = _write(store, n=400, dim=16)
     # rewrite with altered values but the original metadata: only the checksum can notice
     table = pq.read_table(path)
     flat = table.column("embedding").combine_chunks().values.to_numpy().copy()
