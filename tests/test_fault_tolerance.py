@@ -186,26 +186,36 @@ def wait_for(condition, timeout: float, process: subprocess.Popen | None = None,
     pytest.fail(f"timed out waiting; log:\n{log.read_text() if log else ''}")
 
 
-def db_trials(db: Path) -> dict[str, tuple[str, int]]:
+def db_trials(db: Path, *, writers_gone: bool = False) -> dict[str, tuple[str, int]]:
     """trial key -> (run status, labelled rows of its last logged cycle), read straight from the
-    SQLite file with one short query (long reads would make the driver's writes wait)."""
+    SQLite file with one short query (long reads would make the driver's writes wait).
+
+    While a driver writes, the read is read-only and a locked moment reads as nothing yet. Once
+    its writers are gone (``writers_gone``, e.g. after a SIGKILL), the file may hold the hot
+    journal of a transaction cut short: only a read-write connection rolls it back (read-only
+    ones fail with "attempt to write a readonly database"), and any error is raised.
+    """
     if not db.exists():
         return {}
+    query = ("SELECT t.value, r.status, COALESCE(m.step, 0) FROM runs r JOIN tags t ON "
+             f"t.run_uuid = r.run_uuid AND t.key = '{TRIAL_KEY_TAG}' LEFT JOIN latest_metrics m "
+             "ON m.run_uuid = r.run_uuid AND m.key = 'accuracy' WHERE r.lifecycle_stage = 'active'")
+    address = str(db) if writers_gone else f"file:{db}?mode=ro"
     try:
-        connection = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        connection = sqlite3.connect(address, uri=not writers_gone, timeout=5)
         try:
-            rows = connection.execute(
-                "SELECT t.value, r.status, COALESCE(m.step, 0) FROM runs r JOIN tags t ON "
-                f"t.run_uuid = r.run_uuid AND t.key = '{TRIAL_KEY_TAG}' LEFT JOIN latest_metrics m "
-                "ON m.run_uuid = r.run_uuid AND m.key = 'accuracy' WHERE r.lifecycle_stage = 'active'"
-            ).fetchall()
+            rows = connection.execute(query).fetchall()
         finally:
             connection.close()
     except sqlite3.OperationalError:  # not created yet, or locked for a moment
+        if writers_gone:
+            raise
         return {}
     return {key: (status, step) for key, status, step in rows}
-def statuses(db: Path) -> Counter:
-    return Counter(status for status, _ in db_trials(db).values())
+
+
+def statuses(db: Path, *, writers_gone: bool = False) -> Counter:
+    return Counter(status for status, _ in db_trials(db, writers_gone=writers_gone).values())
 
 
 FINAL_STEP = LONG["initial_pool_size"] + LONG["cycles"] * LONG["query_size"]
@@ -267,7 +277,7 @@ def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, 
         wait_for(lambda: statuses(db)["FINISHED"] >= 1 and mid_trajectory(tmp_path), 180, process, log)
     finally:
         kill_tree(process)  # the driver and its whole local Ray cluster, at once
-    before = db_trials(db)
+    before = db_trials(db, writers_gone=True)
     caught = [k for k, (status, step) in before.items() if status == "RUNNING" and 0 < step < FINAL_STEP]
     assert Counter(s for s, _ in before.values())["FINISHED"] >= 1 and caught, before
 
@@ -489,7 +499,7 @@ def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
     finally:
         kill_tree(process)
     assert "interrupted: in-flight trials marked KILLED" in " ".join(log.read_text().split())
-    assert statuses(db) == Counter({"FAILED": 2, "KILLED": 2}), db_trials(db)
+    assert statuses(db, writers_gone=True) == Counter({"FAILED": 2, "KILLED": 2}), db_trials(db)
 
     code, text = cli_here("status", str(config))
     assert code == 0, text
@@ -564,3 +574,44 @@ def test_an_embedding_failure_fails_only_the_trials_that_need_it(reference, pool
     runs = tracker._all_trial_runs()
     assert len(runs) == 2 and not {r.run_id for r in runs} & old_runs
     assert all(r.status == "FINISHED" for r in runs) and curves(plan, tracker) == before
+
+
+HALF_WRITTEN = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1], isolation_level=None)
+connection.execute("PRAGMA cache_size = 1")  # spill pages to the file before the commit
+connection.execute("BEGIN")
+connection.execute("INSERT INTO experiments (name, artifact_location, lifecycle_stage) "
+                   "VALUES ('tiny', 'cut-short', 'active')")
+connection.execute("CREATE TABLE filler (x)")
+connection.executemany("INSERT INTO filler VALUES (?)", ((str(i) * 50,) for i in range(20000)))
+print("written", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_write_cut_short_by_sigkill_is_rolled_back_by_the_next_command(pool, store, template,
+                                                                        tmp_path):
+    """A driver SIGKILLed inside an MLflow transaction leaves a hot journal in the SQLite file;
+    the next command rolls it back and sees the store as it was before that transaction."""
+    fresh_db(template, tmp_path)
+    db = tmp_path / "mlflow.db"
+    config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store))
+    writer = subprocess.Popen([sys.executable, "-c", HALF_WRITTEN, str(db)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+    finally:
+        writer.kill()
+        writer.wait(timeout=30)
+    journal = Path(f"{db}-journal")
+    assert journal.exists() and journal.stat().st_size > 0  # the cut-short transaction's
+
+    code, text = cli_here("status", str(config))
+    assert code == 0, text
+    assert "4 trials: 0 done, 0 failed, 0 running, 4 pending" in text, text
+    assert db_trials(db, writers_gone=True) == {}
+    with sqlite3.connect(db) as connection:
+        names = [n for (n,) in connection.execute("SELECT name FROM sqlite_master")]
+        locations = [n for (n,) in connection.execute("SELECT artifact_location FROM experiments")]
+    assert "filler" not in names and "cut-short" not in locations, (names, locations)
