@@ -17,20 +17,21 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # a checkout without install, any folder
 
 
-def main(config_path: str = "experiments.yaml") -> None:
-    from rich.console import Console
-
+def main(config_path: str = str(Path(__file__).resolve().parents[1] / "experiments.yaml")) -> None:
     from orchestrator.config import load_config
+    from orchestrator.console import Reporter
+    from orchestrator.embedding_stage import embedding_stage
     from orchestrator.grid import prepare_plan
-    from orchestrator.runner import embedding_stage, init_ray, run_grid
-    from orchestrator.tracking import Tracker
+    from orchestrator.ray_runtime import init_ray
+    from orchestrator.runner import run_grid
+    from orchestrator.tracking import open_tracker
     from workers.store import EmbeddingStore
     from workers.trajectory import InitialPoolCache, run_trajectory
 
-    quiet = Console(file=open(os.devnull, "w"))
+    quiet = Reporter.quiet()
     config = load_config(config_path)
     began = time.perf_counter()
     init_ray()
@@ -41,7 +42,10 @@ def main(config_path: str = "experiments.yaml") -> None:
         "store": config.store.model_copy(update={"checkpoints": scratch / "checkpoints"}),
     })
     plan = prepare_plan(config)
-    data = embedding_stage(plan, EmbeddingStore(config.store.path), quiet)
+    embedded = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
+                               config.resources, quiet)
+    assert not embedded.errors, embedded.errors
+    data = embedded.data
     n = len(plan.trials)
 
     began = time.perf_counter()
@@ -51,7 +55,7 @@ def main(config_path: str = "experiments.yaml") -> None:
             pass
     plain = time.perf_counter() - began
 
-    tracker = Tracker(config.tracking.uri, config.experiment_name)  # migrations outside the timing
+    tracker = open_tracker(config.tracking.uri, config.experiment_name)  # migrations outside the timing
     began = time.perf_counter()
     summary = run_grid(plan, tracker, quiet)
     albench = time.perf_counter() - began

@@ -70,8 +70,7 @@ class CheckpointStore:
     def lock(self) -> Iterator[None]:
         """Hold the grid lock for the duration; GridLockedError when another driver has it."""
         self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.root / LOCK_NAME, "a+")
-        try:
+        with open(self.root / LOCK_NAME, "a+") as handle:  # closing releases the flock
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -84,8 +83,6 @@ class CheckpointStore:
             handle.write(f"{os.getpid()}\n")
             handle.flush()
             yield
-        finally:
-            handle.close()  # closing releases the flock
 
     def locked(self) -> bool:
         """True while a driver holds the grid lock (so RUNNING runs are really running)."""

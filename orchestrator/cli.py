@@ -9,13 +9,13 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
 from orchestrator.config import ConfigError, ExperimentConfig, config_schema, load_config
+from orchestrator.console import Reporter, describe
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark active-learning strategies on frozen text embeddings.")
-console = Console(width=None if sys.stdout.isatty() else 140)
+reporter = Reporter()
 EXIT_CONFIG = 2
 EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130
@@ -26,7 +26,7 @@ def _or_exit(step, argument):
     try:
         return step(argument)
     except ConfigError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
 
 
@@ -41,9 +41,9 @@ def _plan(config: ExperimentConfig):
 
 
 def _tracker(config: ExperimentConfig):
-    from orchestrator.tracking import Tracker
+    from orchestrator.tracking import open_tracker
 
-    return Tracker(config.tracking.uri, config.experiment_name)
+    return open_tracker(config.tracking.uri, config.experiment_name, config.tracking.backend)
 
 
 @app.command()
@@ -51,32 +51,28 @@ def validate(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Parse CONFIG, load its datasets, expand the grid; print counts, run nothing."""
     config = _load(config_path)
     plan = _plan(config)
-    console.print(f"{config.name}: {len(plan.trials)} trials "
-                  f"({len(config.datasets)} datasets x {len(config.embedders)} embedders x "
-                  f"{len(config.initial_pools)} initial pools x {len(config.strategies)} strategies "
-                  f"x {len(config.seeds)} seeds), {len(plan.jobs)} embedding jobs, "
-                  f"{config.protocol.n_cycles} query cycles of {config.protocol.query_size}")
+    reporter.say(f"{config.name}: {len(plan.trials)} trials "
+                 f"({len(config.datasets)} datasets x {len(config.embedders)} embedders x "
+                 f"{len(config.initial_pools)} initial pools x {len(config.strategies)} strategies "
+                 f"x {len(config.seeds)} seeds), {len(plan.jobs)} embedding jobs, "
+                 f"{config.protocol.n_cycles} query cycles of {config.protocol.query_size}")
 
 
 @app.command()
 def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Run only the embedding stage: fill the store with what CONFIG needs."""
-    from orchestrator.runner import embedding_stage, init_ray
+    from orchestrator.embedding_stage import embedding_stage
+    from orchestrator.ray_runtime import init_ray
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config)
     init_ray()
-    errors: dict[str, str] = {}
-    embedding_stage(plan, EmbeddingStore(config.store.path), console, errors=errors)
-    console.print(f"store: {config.store.path.resolve()}")
-    if errors:
+    result = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
+                             config.resources, reporter)
+    reporter.say(f"store: {config.store.path.resolve()}")
+    if result.errors:
         raise typer.Exit(EXIT_FAILED_TRIALS)
-
-
-def _describe(trial) -> str:
-    return (f"{trial.dataset} / {trial.embedder} / {trial.initial_pool.label} / "
-            f"{trial.strategy.label} / seed {trial.seed}")
 
 
 @app.command()
@@ -104,33 +100,30 @@ def run(
     plan = _plan(config)
     tracker = _tracker(config)
     try:
-        summary = run_grid(plan, tracker, console, force=force, rerun_failed=rerun_failed,
+        summary = run_grid(plan, tracker, reporter, force=force, rerun_failed=rerun_failed,
                            sigterm_as_interrupt=True)
     except GridLockedError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted: in-flight trials marked KILLED, finished cycles kept; "
-                      f"rerun `albench run {config_path}` to resume[/yellow]", highlight=False)
+        reporter.warn("interrupted: in-flight trials marked KILLED, finished cycles kept; "
+                      f"rerun `albench run {config_path}` to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    console.print(auc_table(plan.trials, tracker.trial_runs()))
+    reporter.show(auc_table(plan.trials, tracker.trial_runs()))
     notes = []
     if summary.resumed:
         notes.append(f"{summary.resumed} continued an interrupted or failed run")
     if summary.resubmitted:
         notes.append(f"{summary.resubmitted} resubmitted after a lost worker")
-    console.print(f"finished {summary.finished}, failed {len(summary.failed)}, skipped "
-                  f"{summary.skipped} (already done)" + (f"; {', '.join(notes)}" if notes else ""),
-                  highlight=False)
+    reporter.say(f"finished {summary.finished}, failed {len(summary.failed)}, skipped "
+                 f"{summary.skipped} (already done)" + (f"; {', '.join(notes)}" if notes else ""))
     for trial, error in summary.failed:
-        console.print(f"[red]FAILED[/red] {_describe(trial)}: {error.splitlines()[0] if error else ''}",
-                      highlight=False)
-    console.print(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
-                  f"(open it with: albench ui {config_path})")
+        reporter.tagged("FAILED", "red", f"{describe(trial)}: {_first_line(error)}")
+    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
+                 f"(open it with: albench ui {config_path})")
     if summary.failed:
-        console.print(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
-                      f"runs, `albench status {config_path}` lists them); "
-                      "`albench run` reruns them", highlight=False)
+        reporter.say(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
+                     f"runs, `albench status {config_path}` lists them); `albench run` reruns them")
         raise typer.Exit(EXIT_FAILED_TRIALS)
 
 
@@ -155,23 +148,20 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     driver_running = checkpoints.locked()
     result = grid_status(plan.trials, _tracker(config).trial_runs(), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)
-    console.print(result.table)
+    reporter.show(result.table)
     totals = result.totals
-    console.print(f"{len(plan.trials)} trials: {totals['done']} done, {totals['failed']} failed, "
-                  f"{totals['running']} running, {totals['pending']} pending"
-                  + ("" if driver_running else " (no albench run is active)"), highlight=False)
+    reporter.say(f"{len(plan.trials)} trials: {totals['done']} done, {totals['failed']} failed, "
+                 f"{totals['running']} running, {totals['pending']} pending"
+                 + ("" if driver_running else " (no albench run is active)"))
     for trial, error in result.failed:
-        console.print(f"[red]failed[/red] {trial.trial_key} {_describe(trial)}: "
-                      f"{error.splitlines()[0] if error else ''}", highlight=False)
+        reporter.tagged("failed", "red", f"{trial.trial_key} {describe(trial)}: {_first_line(error)}")
     shown = 20
     for trial, why in result.interrupted[:shown]:
-        console.print(f"[yellow]interrupted[/yellow] {trial.trial_key} {_describe(trial)}: {why}",
-                      highlight=False)
+        reporter.tagged("interrupted", "yellow", f"{trial.trial_key} {describe(trial)}: {why}")
     if len(result.interrupted) > shown:
-        console.print(f"... and {len(result.interrupted) - shown} more interrupted trials")
+        reporter.say(f"... and {len(result.interrupted) - shown} more interrupted trials")
     if result.interrupted and not driver_running:
-        console.print(f"`albench run {config_path}` resumes interrupted trials from their checkpoints",
-                      highlight=False)
+        reporter.say(f"`albench run {config_path}` resumes interrupted trials from their checkpoints")
 
 
 @app.command()
@@ -191,8 +181,12 @@ def ui(
     uri = _load(config_path).tracking.uri if config_path else "sqlite:///mlflow.db"
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
-    console.print(f"MLflow UI on http://{host}:{port} ({uri})")
+    reporter.say(f"MLflow UI on http://{host}:{port} ({uri})")
     raise typer.Exit(subprocess.call(command, env={**os.environ}))
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text else ""
 
 
 def main() -> None:

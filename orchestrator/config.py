@@ -51,6 +51,16 @@ class TrackingConfig(Section):
         description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
     )
     experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
+    backend: str = Field("mlflow", description="Tracking backend (a module of orchestrator/tracking).")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_known(cls, backend: str) -> str:
+        from orchestrator.tracking import backend_names
+
+        if backend not in backend_names():
+            raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(backend_names())}")
+        return backend
 
 
 class StoreConfig(Section):

@@ -27,9 +27,6 @@ class Plan:
     jobs: list[EmbeddingJob]
     trials: list[TrialSpec]
 
-    def job_for(self, trial: TrialSpec) -> EmbeddingJob:
-        return next(j for j in self.jobs if j.key == trial.embedding_key)
-
 
 def prepare_plan(config: ExperimentConfig) -> Plan:
     """Load datasets, resolve embedders, check the protocol fits, expand the grid."""

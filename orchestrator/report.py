@@ -90,10 +90,3 @@ def grid_status(trials: list[TrialSpec], runs: dict[str, TrialRun], *, driver_ru
         for k in STATES:
             totals[k] += c[k]
     return GridStatus(table, totals, failed, interrupted)
-
-
-def status_counts(trials: list[TrialSpec], runs: dict[str, TrialRun]
-                  ) -> tuple[Table, list[tuple[TrialSpec, str]]]:
-    """The status table and the failed trials (RUNNING runs counted as running)."""
-    status = grid_status(trials, runs, driver_running=True)
-    return status.table, status.failed

@@ -67,6 +67,36 @@ def tiny_config(corpus: Path, workdir: Path, **overrides) -> dict:
     return config
 
 
+def run_in_process(config_dict: dict, **flags):
+    """``run_grid`` in this process (on the session's Ray): plan, tracker, summary, output."""
+    from rich.console import Console
+
+    from orchestrator.config import parse_config
+    from orchestrator.console import Reporter
+    from orchestrator.grid import prepare_plan
+    from orchestrator.runner import run_grid
+    from orchestrator.tracking import open_tracker
+
+    config = parse_config(config_dict)
+    plan = prepare_plan(config)
+    tracker = open_tracker(config.tracking.uri, config.experiment_name)
+    console = Console(record=True, width=200)
+    summary = run_grid(plan, tracker, Reporter(console), **flags)
+    return plan, tracker, summary, console.export_text()
+
+
+def embed_in_process(plan, store):
+    """The embedding stage of every job of ``plan`` in this process: its result, its output."""
+    from rich.console import Console
+
+    from orchestrator.console import Reporter
+    from orchestrator.embedding_stage import embedding_stage
+
+    console = Console(record=True, width=200)
+    result = embedding_stage(plan.jobs, plan.datasets, store, plan.config.resources, Reporter(console))
+    return result, console.export_text()
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path

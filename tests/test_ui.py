@@ -20,10 +20,10 @@ def _free_port() -> int:
 
 
 def test_ui_serves_the_experiment_on_loopback(corpus, tmp_path):
-    from orchestrator.tracking import Tracker
+    from orchestrator.tracking import open_tracker
 
     config = tiny_config(corpus, tmp_path)
-    Tracker(config["tracking"]["uri"], config["name"])  # the experiment exists, as after a run
+    open_tracker(config["tracking"]["uri"], config["name"])  # the experiment exists, as after a run
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli", "ui", str(write_config(tmp_path / "c.yaml", config)),

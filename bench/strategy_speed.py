@@ -1,9 +1,9 @@
 """Time and peak memory of one query of every registered query strategy, beside scikit-activeml.
 
-    python bench/strategies.py                      # three 10k and 100k pools (~10 minutes)
-    python bench/strategies.py --quick              # one 10k pool, a smoke run (~3 minutes)
-    python bench/strategies.py --full               # D = 384..4096, C = 4..77 (~30 minutes)
-    python bench/strategies.py --sizes 1m --out bench-1m.md   # N = 1M, D = 1024, C = 77
+    python bench/strategy_speed.py                      # three 10k and 100k pools (~10 minutes)
+    python bench/strategy_speed.py --quick              # one 10k pool, a smoke run (~3 minutes)
+    python bench/strategy_speed.py --full               # D = 384..4096, C = 4..77 (~30 minutes)
+    python bench/strategy_speed.py --sizes 1m --out bench-1m.md   # N = 1M, D = 1024, C = 77
 
 Pools are synthetic Gaussian mixtures (rows L2-normalised, like sentence embeddings) with
 L = 1000 labelled rows and a batch of B = 100; the 100k default is the target configuration
@@ -45,10 +45,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-# Run as a script, this file's folder comes first on sys.path, and this module's name would hide
-# the project's `strategies` package: the project root goes first instead.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(1, str(ROOT))  # a checkout without install works too, from any folder
 
 LABELLED = 1000
 BATCH = 100

@@ -1,4 +1,4 @@
-"""MLflow tracking. The driver is the only writer (batched), so SQLite never sees two writers.
+"""The MLflow backend. The driver is the only writer (batched), so SQLite never sees two writers.
 
 Layout: one experiment per config; one parent run per (dataset, embedder) so every strategy of
 that cell is compared in one chart; one child run per trial, tagged with its ``trial_key``.
@@ -8,55 +8,29 @@ Metrics are logged per cycle with ``step`` = number of labelled rows.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 
+from orchestrator.tracking.base import (
+    ERROR_TAG,
+    GROUP_TAG,
+    TRIAL_KEY_TAG,
+    Curve,
+    TrialRun,
+    best_runs,
+    trial_params,
+)
 from workers.specs import TrialSpec
 
-TRIAL_KEY_TAG = "albench.trial_key"
-GROUP_TAG = "albench.group"
-ERROR_TAG = "albench.error"
 PARENT_TAG = "mlflow.parentRunId"
-RUN_NAME_TAG = "mlflow.runName"
-_BATCH = 1000
-
-
-@dataclass(frozen=True)
-class TrialRun:
-    """What MLflow knows about one trial key."""
-
-    run_id: str
-    status: str
-    trial_key: str
-    tags: dict
-    metrics: dict
-    start_time: int = 0
-    end_time: int = 0
-
-    def rank(self) -> tuple:
-        """Order of preference among runs of one key: FINISHED first, then the latest started."""
-        return (self.status == "FINISHED", self.start_time or 0, self.end_time or 0, self.run_id)
-
-
-def trial_params(trial: TrialSpec) -> dict[str, str]:
-    """Flat params of a trial (dataset, embedder, pool, strategy, seed, protocol, learner)."""
-    params = {
-        "dataset": trial.dataset,
-        "embedder": trial.embedder,
-        "initial_pool": trial.initial_pool.label,
-        "strategy": trial.strategy.label,
-        "seed": trial.seed,
-        "n_classes": trial.n_classes,
-        "dataset_fingerprint": trial.dataset_fingerprint[:16],
-        "embedding_key": trial.embedding_key[:16],
-    }
-    params.update({f"protocol.{k}": v for k, v in trial.protocol.model_dump().items()})
-    params.update({f"learner.{k}": v for k, v in trial.learner.model_dump().items()})
-    params.update({f"strategy.{k}": v for k, v in trial.strategy.params.items()})
-    params.update({f"initial_pool.{k}": v for k, v in trial.initial_pool.params.items()})
-    return {k: str(v) for k, v in params.items()}
+METRICS_PER_BATCH = 1000
+"""MLflow's limits per ``log_batch`` call: 1000 metrics, 100 params."""
+PARAMS_PER_BATCH = 100
+SEARCH_PAGE = 5000
+CURVE_RUNS_PER_QUERY = 500
+"""Runs per bulk metric-history query (SQL stores): well inside SQLite's variable limit."""
 
 
 class _LockRetryingClient:
@@ -76,11 +50,13 @@ class _LockRetryingClient:
         attribute = getattr(self._client, name)
         if not callable(attribute):
             return attribute
+        return self.retrying(attribute)
 
+    def retrying(self, function):
         def call(*args, **kwargs):
             for delay in (*self.DELAYS, None):
                 try:
-                    return attribute(*args, **kwargs)
+                    return function(*args, **kwargs)
                 except Exception as exc:
                     if delay is None or "database is locked" not in str(exc):
                         raise
@@ -89,11 +65,12 @@ class _LockRetryingClient:
         return call
 
 
-class Tracker:
-    """Writes and reads the runs of one MLflow experiment."""
+class MlflowTracker:
+    """Writes and reads the runs of one MLflow experiment (implements ``Tracker``)."""
 
     def __init__(self, uri: str, experiment: str) -> None:
-        self.client = _LockRetryingClient(MlflowClient(tracking_uri=uri))
+        self._mlflow = MlflowClient(tracking_uri=uri)
+        self.client = _LockRetryingClient(self._mlflow)
         self.uri = uri
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
@@ -107,39 +84,55 @@ class Tracker:
         rerun retires the older runs of its key once it finishes. Should there be several
         anyway (a driver killed between those two steps), the FINISHED one wins, then the latest.
         """
-        runs: dict[str, TrialRun] = {}
-        for found in self._all_trial_runs():
-            previous = runs.get(found.trial_key)
-            if previous is None or found.rank() > previous.rank():
-                runs[found.trial_key] = found
-        return runs
+        return best_runs(self.all_trial_runs())
 
-    def _all_trial_runs(self, filter_string: str | None = None) -> list[TrialRun]:
+    def all_trial_runs(self, trial_key: str | None = None) -> list[TrialRun]:
+        """Every live trial run (of one key, when given), read in pages of 5000."""
+        filter_string = (f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'" if trial_key is not None
+                         else f"tags.`{TRIAL_KEY_TAG}` != ''")
         found: list[TrialRun] = []
         token = None
         while True:
-            page = self.client.search_runs(
-                [self.experiment_id], filter_string=filter_string or f"tags.`{TRIAL_KEY_TAG}` != ''",
-                max_results=5000, page_token=token,
-            )
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           max_results=SEARCH_PAGE, page_token=token)
             for run in page:
                 found.append(TrialRun(run.info.run_id, run.info.status, run.data.tags[TRIAL_KEY_TAG],
                                       run.data.tags, run.data.metrics, run.info.start_time or 0,
-                                      run.info.end_time or 0))
+                                      run.info.end_time or 0, run.data.params))
             token = page.token
             if not token:
                 return found
 
-    def logged_steps(self, run_id: str, metric: str = "accuracy") -> set[int]:
-        return {m.step for m in self.client.get_metric_history(run_id, metric)}
-
-    def logged_points(self, run_id: str, metrics) -> dict[str, set[int]]:
+    def logged_points(self, run_id: str, metrics: Iterable[str]) -> dict[str, set[int]]:
         """Steps already in MLflow, per metric (a resumed run logs only the others)."""
-        return {name: self.logged_steps(run_id, name) for name in metrics}
+        return {name: {m.step for m in self.client.get_metric_history(run_id, name)} for name in metrics}
 
-    def curve(self, run_id: str, metric: str = "accuracy") -> list[tuple[int, float]]:
+    def curve(self, run_id: str, metric: str = "accuracy") -> Curve:
         history = self.client.get_metric_history(run_id, metric)
         return sorted((m.step, m.value) for m in history)
+
+    def curves(self, run_ids: list[str], metrics: Iterable[str]) -> dict[str, dict[str, Curve]]:
+        """run id -> metric -> points. SQL stores answer one query per metric and 500 runs;
+        other stores (a server) one history call per run and metric."""
+        metrics = list(metrics)
+        result: dict[str, dict[str, Curve]] = {run_id: {m: [] for m in metrics} for run_id in run_ids}
+        store = self._mlflow._tracking_client.store
+        bulk = getattr(store, "get_metric_history_bulk", None)
+        if bulk is None:
+            for run_id in run_ids:
+                for metric in metrics:
+                    result[run_id][metric] = self.curve(run_id, metric)
+            return result
+        bulk = self.client.retrying(bulk)
+        for start in range(0, len(run_ids), CURVE_RUNS_PER_QUERY):
+            chunk = run_ids[start : start + CURVE_RUNS_PER_QUERY]
+            for metric in metrics:
+                for row in bulk(chunk, metric, max_results=2**62):
+                    result[row.run_id][metric].append((row.step, row.value))
+        for per_metric in result.values():
+            for points in per_metric.values():
+                points.sort()
+        return result
 
     # ------------------------------------------------------------------------------ writing
     def parent_run(self, dataset: str, embedder: str) -> str:
@@ -180,10 +173,13 @@ class Tracker:
                 "initial_pool": trial.initial_pool.label,
             },
         )
-        params = [Param(k, v) for k, v in trial_params(trial).items()]
-        for start in range(0, len(params), 100):
-            self.client.log_batch(run.info.run_id, params=params[start : start + 100])
+        self._log_params(run.info.run_id, trial)
         return run.info.run_id
+
+    def _log_params(self, run_id: str, trial: TrialSpec) -> None:
+        params = [Param(k, v) for k, v in trial_params(trial).items()]
+        for start in range(0, len(params), PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH])
 
     def reopen(self, run_id: str, trial: TrialSpec | None = None) -> None:
         """Mark an interrupted or failed run RUNNING again before it resumes.
@@ -193,17 +189,15 @@ class Tracker:
         """
         self.client.update_run(run_id, status="RUNNING")
         if trial is not None:
-            params = [Param(k, v) for k, v in trial_params(trial).items()]
-            for start in range(0, len(params), 100):
-                self.client.log_batch(run_id, params=params[start : start + 100])
+            self._log_params(run_id, trial)
         if ERROR_TAG in self.client.get_run(run_id).data.tags:
             self.client.delete_tag(run_id, ERROR_TAG)
 
     def log_metrics(self, run_id: str, rows: list[tuple[str, float, int]], timestamp: int) -> None:
         """Log (name, value, step) rows in batches of at most 1000."""
         metrics = [Metric(k, float(v), timestamp, int(s)) for k, v, s in rows]
-        for start in range(0, len(metrics), _BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + _BATCH])
+        for start in range(0, len(metrics), METRICS_PER_BATCH):
+            self.client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 
     def finish(self, run_id: str, summary: dict[str, float], timestamp: int) -> None:
         """Log the summary metrics (those not logged yet: a resumed finish) and end the run."""
@@ -216,7 +210,7 @@ class Tracker:
     def retire_others(self, trial_key: str, keep: str) -> list[str]:
         """Delete (MLflow's soft delete, restorable) every other run of ``trial_key``."""
         retired = []
-        for run in self._all_trial_runs(f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'"):
+        for run in self.all_trial_runs(trial_key):
             if run.run_id != keep:
                 self.client.delete_run(run.run_id)
                 retired.append(run.run_id)
@@ -226,3 +220,7 @@ class Tracker:
         self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, error[:4000])])
         self.client.log_text(run_id, traceback_text, "error.txt")
         self.client.set_terminated(run_id, status)
+
+
+def open_backend(uri: str, experiment: str) -> MlflowTracker:
+    return MlflowTracker(uri, experiment)

@@ -1,0 +1,42 @@
+"""Tracking backends behind one protocol (``Tracker``, in ``base``), found by module name.
+
+A backend is one module of this package named ``<name>_backend`` with a function
+``open_backend(uri, experiment) -> Tracker``: adding one takes that module and its test, and
+``tracking.backend: <name>`` in a config chooses it (default ``mlflow``). Backends are found
+without importing them, and only the chosen one is imported, when ``open_tracker`` is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from orchestrator.tracking.base import (
+    ERROR_TAG,
+    GROUP_TAG,
+    TRIAL_KEY_TAG,
+    Tracker,
+    TrialRun,
+    best_runs,
+    trial_params,
+)
+
+_SUFFIX = "_backend"
+
+
+def backend_names() -> list[str]:
+    """Every backend this package provides (``<name>_backend`` modules)."""
+    return sorted(m.name.removesuffix(_SUFFIX) for m in pkgutil.iter_modules(__path__)
+                  if m.name.endswith(_SUFFIX))
+
+
+def open_tracker(uri: str, experiment: str, backend: str = "mlflow") -> Tracker:
+    """The experiment's tracker on ``backend`` (created when it does not exist yet)."""
+    if backend not in backend_names():
+        raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(backend_names())}")
+    module = importlib.import_module(f"{__name__}.{backend}{_SUFFIX}")
+    return module.open_backend(uri, experiment)
+
+
+__all__ = ["ERROR_TAG", "GROUP_TAG", "TRIAL_KEY_TAG", "Tracker", "TrialRun", "backend_names",
+           "best_runs", "open_tracker", "trial_params"]

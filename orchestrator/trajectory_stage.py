@@ -1,0 +1,106 @@
+"""The trajectory stage: trials fanned out to an actor pool, their cycles streamed to the tracker.
+
+One trial's exception never stops the grid: its run is FAILED with the error as the
+``albench.error`` tag and the traceback as ``error.txt``. A trial whose worker dies is
+resubmitted from its latest checkpoint (at most ``MAX_ACTOR_RESTARTS_PER_TRIAL`` times). Ctrl-C
+(or SIGTERM) stops cleanly: streamed cycles are logged and checkpointed, in-flight runs are
+marked KILLED, actors are killed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import ray
+
+from orchestrator.actor_pool import ActorPool, Failed, Finished, Lost, Streamed
+from orchestrator.console import Reporter
+from orchestrator.trial_log import Recording, TrialLog
+from workers.specs import TrialSpec
+from workers.trajectory import TrialData
+
+FLUSH_SECONDS = 1.0
+MAX_ACTOR_RESTARTS_PER_TRIAL = 3
+"""Actor deaths one trial may suffer before it is recorded FAILED (a trial that kills its
+worker every time, e.g. out of memory, must not loop forever)."""
+WAITING_NOTICE_SECONDS = 30.0
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the final report and the exit code."""
+
+    finished: int = 0
+    skipped: int = 0
+    resumed: int = 0
+    resubmitted: int = 0
+    failed: list[tuple[TrialSpec, str]] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def actor_count(resources) -> int:
+    """Trajectory actors to start: ``max_concurrency``, else as many as the cluster's CPUs fit."""
+    cpus = ray.cluster_resources().get("CPU", 1)
+    return resources.max_concurrency or max(1, int(cpus // resources.cpus_per_trajectory))
+
+
+def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], recording: Recording,
+                     resources, reporter: Reporter, summary: RunSummary) -> None:
+    """Run ``trials`` to the end (or to their failure) on a pool of actors."""
+    pool = ActorPool(data, size=actor_count(resources), cpus=resources.cpus_per_trajectory)
+    queue: deque[TrialLog] = deque(TrialLog(trial, recording) for trial in trials)
+    pool.start(len(trials))
+    last_flush = time.monotonic()
+    warned = False
+    with reporter.trial_progress(len(trials)) as bar:
+        try:
+            while queue or pool.busy:
+                while pool.has_idle and queue:
+                    log = queue.popleft()
+                    pool.submit(log, log.trial, log.begin())
+                for outcome in pool.wait(timeout=FLUSH_SECONDS):
+                    log = outcome.ticket
+                    if isinstance(outcome, Streamed):
+                        log.add(outcome.record)
+                        continue
+                    if isinstance(outcome, Finished):
+                        log.finish()
+                        summary.finished += 1
+                    elif isinstance(outcome, Failed):
+                        log.flush()
+                        _fail(log, outcome.error, outcome.trace, summary)
+                    elif isinstance(outcome, Lost):
+                        log.flush()
+                        log.restarts += 1
+                        if log.restarts > MAX_ACTOR_RESTARTS_PER_TRIAL:
+                            _fail(log, f"its trajectory worker died {log.restarts} times "
+                                  f"(last: {outcome.why})", outcome.trace, summary)
+                        else:
+                            summary.resubmitted += 1
+                            reporter.worker_lost(outcome.why, log.trial)
+                            queue.appendleft(log)
+                    bar.update(summary.finished, len(summary.failed))
+                if (not warned and queue
+                        and time.monotonic() - pool.last_activity > WAITING_NOTICE_SECONDS):
+                    warned = True
+                    reporter.waiting_for_actors(len(queue), resources.cpus_per_trajectory)
+                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    for log in pool.running():
+                        log.flush()
+                    last_flush = time.monotonic()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            running = pool.running()
+            pool.close()
+            for log in running:
+                log.interrupt()
+            raise
+        finally:
+            pool.close()
+
+
+def _fail(log: TrialLog, error: str, trace: str, summary: RunSummary) -> None:
+    log.fail(error, trace)
+    summary.failed.append((log.trial, error))
