@@ -95,7 +95,7 @@ def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid, mo
     from orchestrator.results import CURVE_METRICS, read_results
 
     _, plan, tracker, _, _ = finished_grid
-    store = tracker._mlflow._tracking_client.store
+    store = tracker.store
     calls = {"per_run": 0, "bulk": 0}
     for name, counter in (("get_metric_history", "per_run"), ("get_metric_history_bulk", "bulk")):
         real = getattr(store, name)

@@ -76,6 +76,11 @@ class MlflowTracker:
         self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
         self._parents: dict[str, str] = {}
 
+    @property
+    def store(self):
+        """MLflow's tracking store behind the client (SQL stores answer bulk queries)."""
+        return self._mlflow._tracking_client.store
+
     # ------------------------------------------------------------------------------ reading
     def trial_runs(self) -> dict[str, TrialRun]:
         """One run per trial key across the (active runs of the) experiment.
@@ -116,8 +121,7 @@ class MlflowTracker:
         other stores (a server) one history call per run and metric."""
         metrics = list(metrics)
         result: dict[str, dict[str, Curve]] = {run_id: {m: [] for m in metrics} for run_id in run_ids}
-        store = self._mlflow._tracking_client.store
-        bulk = getattr(store, "get_metric_history_bulk", None)
+        bulk = getattr(self.store, "get_metric_history_bulk", None)
         if bulk is None:
             for run_id in run_ids:
                 for metric in metrics:
