@@ -6,10 +6,13 @@ config embeds them as they are, and the JSON schema of the config documents them
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workers.hashing import content_hash
 
 Name = Annotated[
     str,
@@ -237,8 +240,4 @@ RESULT_VERSION = 1
 
 def stable_hash(payload: Any) -> str:
     """sha256 hex of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
-    import hashlib
-    import json
-
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return content_hash(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str))
