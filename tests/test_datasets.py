@@ -10,12 +10,13 @@ import pytest
 
 from workers.datasets import (
     BUILTIN_DATASETS,
+    SOURCES,
     DatasetError,
+    DatasetSpec,
     TextDataset,
     default_cache_dir,
     load_dataset,
 )
-from workers.specs import DatasetSpec
 
 
 def spec(source: dict, **kw) -> DatasetSpec:
