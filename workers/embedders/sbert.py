@@ -102,24 +102,15 @@ class SentenceTransformersKind(EmbedderKind):
         model = _load_model(spec, resolved, device)
         if spec.dim is not None:
             native = model.get_embedding_dimension()
-            if native is not None and spec.dim > native:
-                raise reject(
-                    spec,
-                    "dim",
-                    f"{spec.model!r} has {native} dimensions",
-                    f"set dim <= {native} or remove it",
-                )
+            _at_most(spec, "dim", spec.dim, native, f"{spec.model!r} has {native} dimensions",
+                     f"set dim <= {native} or remove it")
             if native is None or spec.dim < native:
                 model.truncate_dim = spec.dim  # keep the first dim components (Matryoshka-style)
         if spec.max_seq_length is not None:
             limit = _position_limit(model)
-            if limit is not None and spec.max_seq_length > limit:
-                raise reject(
-                    spec,
-                    "max_seq_length",
-                    f"{spec.max_seq_length} exceeds the {limit} positions {spec.model!r} supports",
-                    f"set max_seq_length <= {limit}",
-                )
+            _at_most(spec, "max_seq_length", spec.max_seq_length, limit,
+                     f"{spec.max_seq_length} exceeds the {limit} positions {spec.model!r} supports",
+                     f"set max_seq_length <= {limit}")
             model.max_seq_length = spec.max_seq_length
         if effective_precision(spec, device) == "float16":
             if not is_cuda(device):
@@ -156,6 +147,12 @@ def _load_model(spec: EmbedderSpec, resolved: ResolvedModel, device: str):
             f"{field_name(spec, 'model')}: could not load {spec.model!r} from {where}: "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _at_most(spec: EmbedderSpec, field: str, value: int, limit: int | None, why: str, fix: str) -> None:
+    """Raise ``reject(spec, field, why, fix)`` when ``value`` exceeds a known ``limit``."""
+    if limit is not None and value > limit:
+        raise reject(spec, field, why, fix)
 
 
 def _position_limit(model) -> int | None:
