@@ -11,11 +11,11 @@ import contextlib
 import fcntl
 import json
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+from workers.files import atomic_write
 from workers.trajectory import Checkpoint
 
 LOCK_NAME = ".albench.lock"
@@ -35,18 +35,10 @@ class CheckpointStore:
         return self.root / f"{trial_key}.json"
 
     def save(self, trial_key: str, checkpoint: Checkpoint) -> None:
-        """Write to a temporary file, fsync, rename: a reader sees the old or the new one."""
+        """Write atomically (``workers.files.atomic_write``): a reader sees the old or the new one."""
         self.root.mkdir(parents=True, exist_ok=True)
-        target = self._path(trial_key)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(temporary, "w") as handle:
-                handle.write(json.dumps(asdict(checkpoint)))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with atomic_write(self._path(trial_key)) as temporary:
+            temporary.write_text(json.dumps(asdict(checkpoint)))
 
     def load(self, trial_key: str) -> Checkpoint | None:
         """The trial's checkpoint, or None when there is none or it is unreadable."""

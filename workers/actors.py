@@ -30,8 +30,3 @@ class TrajectoryWorker:
         import os
 
         return os.getpid()
-
-    def node_id(self) -> str:
-        import ray
-
-        return ray.get_runtime_context().get_node_id()

@@ -51,27 +51,3 @@ class LogisticRegressionLearner:
         weights[model.classes_] = coef
         bias[model.classes_] = intercept
         return LinearHead(weights, bias)
-
-
-def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(y_true == y_pred))
-
-
-def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
-    """Macro-averaged F1 over the classes present in ``y_true`` or ``y_pred`` (as scikit-learn)."""
-    tp = np.bincount(y_true[y_true == y_pred], minlength=n_classes).astype(np.float64)
-    predicted = np.bincount(y_pred, minlength=n_classes)
-    actual = np.bincount(y_true, minlength=n_classes)
-    present = (predicted + actual) > 0
-    denominator = predicted + actual
-    f1 = np.divide(2 * tp, denominator, out=np.zeros(n_classes), where=denominator > 0)
-    return float(f1[present].mean())
-
-
-def normalized_auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoidal area under ``y(x)`` divided by the x-range, so it lies in [min y, max y]."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.size < 2 or x[-1] == x[0]:
-        return float(y[-1])
-    return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))

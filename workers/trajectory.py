@@ -11,13 +11,14 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext, QueryStrategy
-from workers.learner import LogisticRegressionLearner, accuracy, macro_f1
+from workers.learner import LogisticRegressionLearner
+from workers.metrics import accuracy, macro_f1
 from workers.specs import StrategySpec, TrialSpec, stable_hash
 
 
@@ -59,9 +60,6 @@ class CycleRecord:
             "query_seconds": self.query_seconds,
             "fit_seconds": self.fit_seconds,
         }
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def build_strategy(spec: StrategySpec, initial_pool: bool = False) -> QueryStrategy:

