@@ -14,7 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES
-from workers.specs import DatasetSpec, EmbedderSpec, LearnerSpec, ProtocolSpec, StrategySpec
+from workers.datasets import DatasetSpec
+from workers.specs import EmbedderSpec, LearnerSpec, ProtocolSpec, StrategySpec
 
 
 class ConfigError(ValueError):

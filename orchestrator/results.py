@@ -16,7 +16,7 @@ import pandas as pd
 
 from orchestrator.tracking import Tracker, TrialRun
 from orchestrator.tracking.base import Curve
-from workers.learner import normalized_auc
+from workers.metrics import normalized_auc
 from workers.specs import TrialSpec
 
 SUMMARY_SOURCES = ("accuracy", "macro_f1", "query_seconds")

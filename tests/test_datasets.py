@@ -176,9 +176,6 @@ def test_every_source_is_registered_and_in_the_schema():
     for name, cls in SOURCES.items():
         assert schema["$defs"][cls.__name__]["description"] == cls.__doc__
         assert name in schema["properties"]["source"]["description"]
-    from workers import specs  # the former home still answers, with the same classes
-
-    assert specs.DatasetSpec is DatasetSpec and specs.FileSource is SOURCES["file"]
 
 
 @pytest.fixture(scope="session")

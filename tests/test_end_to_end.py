@@ -14,7 +14,7 @@ from orchestrator.grid import prepare_plan
 from orchestrator.tracking import open_tracker
 from tests.conftest import embed_in_process, tiny_config, write_config
 from tests.conftest import run_in_process as _run
-from workers.learner import normalized_auc
+from workers.metrics import normalized_auc
 
 
 def _curves(plan, tracker):
@@ -82,10 +82,10 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
     assert compare_runs.main(tracker.uri, tracker_one.uri, "tiny") == 0
     first = compare_runs.read(tracker.uri, "tiny")
     assert compare_runs.compare(first, compare_runs.read(tracker_one.uri, "tiny")) == []
-    key = sorted(first)[0]
+    key, dropped = sorted(first)[:2]
     run, curves = first[key]
     changed = dict(first, **{key: (run, {**curves, "accuracy": curves["accuracy"][:-1]})})
-    del changed[sorted(first)[1]]
+    del changed[dropped]
     problems = compare_runs.compare(first, changed)
     assert len(problems) == 2 and "only in the first store" in problems[0], problems
     assert problems[1].startswith(f"{key}: accuracy curves differ"), problems

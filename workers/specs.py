@@ -178,16 +178,3 @@ def stable_hash(payload: Any) -> str:
     """sha256 hex of the canonical JSON of ``payload`` (sorted keys, no whitespace)."""
     return content_hash(json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str))
 
-
-_DATASET_SPECS = frozenset(
-    {"DatasetSpec", "Subsample", "BuiltinSource", "HuggingFaceSource", "FileSource", "TabularSource"}
-)
-
-
-def __getattr__(name: str) -> Any:
-    """The dataset specs, from their home ``workers.datasets`` (which imports this module)."""
-    if name in _DATASET_SPECS:
-        import workers.datasets
-
-        return getattr(workers.datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
