@@ -22,8 +22,9 @@ import numpy as np
 
 from strategies import distances
 from strategies.base import Need, QueryContext, QueryStrategy
-from strategies.distances import PoolProducts, argmax_random_ties
+from strategies.distances import PoolProducts
 from strategies.registry import register_query_strategy
+from strategies.ties import argmax_random_ties
 
 
 def gradient_factors(probabilities: np.ndarray) -> np.ndarray:

@@ -17,8 +17,9 @@ from annotated_types import Ge
 
 from strategies import distances
 from strategies.base import QueryContext, QueryStrategy
-from strategies.distances import DEFAULT_CHUNK_ROWS, PoolProducts, argmax_random_ties
+from strategies.distances import DEFAULT_CHUNK_ROWS, PoolProducts
 from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.ties import argmax_random_ties
 
 FIRST_PASS_ROWS = 256
 SHORTLIST_ROWS = 4096

@@ -193,18 +193,6 @@ def _torch_min_sq_dist(x, centres, chunk_rows: int):
     return result
 
 
-def argmax_random_ties(values: np.ndarray, rng: np.random.Generator) -> int:
-    """Position of the largest of ``values``; exact ties broken uniformly by ``rng``.
-
-    Draws from ``rng`` only when there is a tie (so a tie-free run consumes nothing).
-    """
-    top = values.max()
-    ties = np.flatnonzero(values == top)
-    if ties.size == 1:
-        return int(ties[0])
-    return int(ties[rng.integers(ties.size)])
-
-
 def min_squared_distance_to_other_group(
     x: np.ndarray,
     query_rows: np.ndarray,

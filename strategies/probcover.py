@@ -25,13 +25,13 @@ from strategies.clustering import Clustering, kmeans
 from strategies.distances import (
     RadiusPairs,
     TooManyEdgesError,
-    argmax_random_ties,
     min_squared_distance_to_other_group,
     radius_graph,
     radius_neighbours,
     squared_norms,
 )
 from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.ties import argmax_random_ties
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:

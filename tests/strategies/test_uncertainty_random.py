@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES, QueryContext
-from strategies.ranking import top_k_random_ties
+from strategies.ties import top_k_random_ties
 from strategies.uncertainty import EntropySampling, LeastConfidenceSampling, MarginSampling
 from tests.strategies.conformance import StrategyConformance
 
