@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from strategies.distances import DEFAULT_CHUNK_ROWS, row_chunks
+from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.ties import TIE_RTOL
 
 FULL_KMEANS_MAX_CLUSTERS = 50

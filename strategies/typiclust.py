@@ -18,7 +18,7 @@ from annotated_types import Ge
 
 from strategies.base import QueryContext, QueryStrategy
 from strategies.clustering import kmeans
-from strategies.distances import squared_distances, squared_norms
+from strategies.kernels import squared_distances, squared_norms
 from strategies.registry import register_initial_pool, register_query_strategy
 from strategies.ties import argmin_random_ties
 

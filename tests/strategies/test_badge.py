@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from strategies import QueryContext, distances
+from strategies import QueryContext, kernels
 from strategies.badge import Badge, gradient_factors
 from strategies.base import softmax
 from tests.strategies.conformance import StrategyConformance
@@ -117,7 +117,7 @@ def test_torch_kernels_match_numpy(monkeypatch):
     x, p, labelled = gaussian_problem(800, 12, 6, seed=0, n_labelled=40)
     xd, pd, ld = dyadic_problem(800, 6, 5, seed=1, n_labelled=40)
     expected = select(x, p, labelled, 50, seed=1), select(xd, pd, ld, 50, seed=1)
-    monkeypatch.setattr(distances, "kernel_device", lambda device: "cpu")  # torch on the CPU
+    monkeypatch.setattr(kernels, "kernel_device", lambda device: "cpu")  # torch on the CPU
     np.testing.assert_array_equal(select(x, p, labelled, 50, seed=1), expected[0])
     np.testing.assert_array_equal(select(xd, pd, ld, 50, seed=1), expected[1])
 
