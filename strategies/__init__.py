@@ -16,6 +16,7 @@ from strategies.base import (
     QueryContext,
     QueryStrategy,
     StrategyError,
+    StrategyParamError,
 )
 from strategies.registry import INITIAL_POOLS, QUERY_STRATEGIES, Registry, UnknownNameError
 
@@ -34,5 +35,6 @@ __all__ = [
     "QueryStrategy",
     "Registry",
     "StrategyError",
+    "StrategyParamError",
     "UnknownNameError",
 ]

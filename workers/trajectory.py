@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext, QueryStrategy
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, QueryContext, QueryStrategy
 from workers.learner import LogisticRegressionLearner, accuracy, macro_f1
 from workers.specs import StrategySpec, TrialSpec, stable_hash
 
@@ -149,16 +149,8 @@ def _context(
     strategy: QueryStrategy, data: TrialData, labelled: np.ndarray, head: LinearHead | None,
     n_classes: int, device: str,
 ) -> QueryContext:
-    needs = strategy.needs
-    return QueryContext(
-        embeddings=data.train_x,
-        labelled=labelled,
-        n_classes=n_classes,
-        labels=np.where(labelled, data.train_y, -1) if Need.LABELS in needs else None,
-        probabilities=head.predict_proba(data.train_x) if Need.PROBABILITIES in needs else None,
-        head=head if Need.HEAD in needs else None,
-        oracle_labels=data.train_y if Need.ORACLE_LABELS in needs else None,
-        device=device,
+    return QueryContext.for_strategy(
+        strategy, data.train_x, labelled, n_classes, labels=data.train_y, head=head, device=device
     )
 
 

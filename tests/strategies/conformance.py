@@ -55,20 +55,13 @@ def make_context(
     strategy: QueryStrategy, x: np.ndarray, labels: np.ndarray, labelled: np.ndarray,
     n_classes: int,
 ) -> QueryContext:
-    """A context holding exactly what ``strategy.needs`` asks for."""
-    head = fitted_head(x, labels, labelled, n_classes) if labelled.any() else None
-    needs = strategy.needs
-    if head is None and (Need.PROBABILITIES in needs or Need.HEAD in needs):
+    """A context holding exactly what ``strategy.needs`` asks for (``QueryContext.for_strategy``),
+    from a class-mean head (all zeros when nothing is labelled)."""
+    if labelled.any():
+        head = fitted_head(x, labels, labelled, n_classes)
+    else:
         head = LinearHead(np.zeros((n_classes, x.shape[1]), np.float32), np.zeros(n_classes, np.float32))
-    return QueryContext(
-        embeddings=x,
-        labelled=labelled,
-        n_classes=n_classes,
-        labels=np.where(labelled, labels, -1) if Need.LABELS in needs else None,
-        probabilities=head.predict_proba(x).astype(np.float32) if Need.PROBABILITIES in needs else None,
-        head=head if Need.HEAD in needs else None,
-        oracle_labels=labels if Need.ORACLE_LABELS in needs else None,
-    )
+    return QueryContext.for_strategy(strategy, x, labelled, n_classes, labels=labels, head=head)
 
 
 class StrategyConformance:
