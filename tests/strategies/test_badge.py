@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -18,7 +20,7 @@ class TestBadge(StrategyConformance):
 
 class TestBadgeSampledFirst(StrategyConformance):
     strategy_name = "badge"
-    params = {"first": "sample"}
+    params: ClassVar[dict] = {"first": "sample"}
 
 
 def reference_badge(x, p, labelled, n, rng, first="max_norm"):

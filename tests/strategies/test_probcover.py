@@ -3,6 +3,8 @@ of the whole selection with a dense-adjacency reference."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
@@ -32,7 +34,7 @@ class TestProbCoverInitialPool(StrategyConformance):
 
 class TestProbCoverApproximate(StrategyConformance):
     strategy_name = "probcover"
-    params = {"approximate": True, "approximate_dim": 4, "chunk_rows": 64, "purity_sample": 100}
+    params: ClassVar[dict] = {"approximate": True, "approximate_dim": 4, "chunk_rows": 64, "purity_sample": 100}
 
 
 # ----------------------------------------------------------------------------- references
