@@ -19,7 +19,7 @@ from strategies import kernels
 from strategies.base import QueryContext, QueryStrategy
 from strategies.chunks import DEFAULT_CHUNK_ROWS
 from strategies.kernels import PoolProducts
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.registry import register_query_strategy
 from strategies.ties import argmax_random_ties
 
 FIRST_PASS_ROWS = 256
@@ -126,8 +126,7 @@ def k_center_greedy(
     return chosen
 
 
-@register_initial_pool("coreset")
-@register_query_strategy("coreset")
+@register_query_strategy("coreset", initial_pool=True)
 @dataclass(frozen=True)
 class Coreset(QueryStrategy):
     """k-center greedy on the embeddings (Euclidean distance), ``n`` picks.

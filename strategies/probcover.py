@@ -25,7 +25,7 @@ from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import Clustering, kmeans
 from strategies.kernels import min_squared_distance_to_other_group, squared_norms
 from strategies.radius_graph import RadiusPairs, TooManyEdgesError, radius_graph, radius_neighbours
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.registry import register_query_strategy
 from strategies.ties import argmax_random_ties
 
 
@@ -152,8 +152,7 @@ def max_coverage_greedy(
     return chosen
 
 
-@register_initial_pool("probcover")
-@register_query_strategy("probcover")
+@register_query_strategy("probcover", initial_pool=True)
 @dataclass(frozen=True)
 class ProbCover(QueryStrategy):
     """Greedy maximum coverage of the pool by balls of radius ``delta``.

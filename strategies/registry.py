@@ -70,5 +70,17 @@ class Registry:
 QUERY_STRATEGIES = Registry("query strategy")
 INITIAL_POOLS = Registry("initial pool")
 
-register_query_strategy = QUERY_STRATEGIES.register
 register_initial_pool = INITIAL_POOLS.register
+
+
+def register_query_strategy(name: str, *, initial_pool: bool = False) -> Callable[[S], S]:
+    """Class decorator: the class is the query strategy ``name``, and also the initial pool
+    ``name`` when ``initial_pool`` (a cold-start strategy usable in both roles)."""
+
+    def decorate(cls: S) -> S:
+        QUERY_STRATEGIES.register(name)(cls)
+        if initial_pool:
+            INITIAL_POOLS.register(name)(cls)
+        return cls
+
+    return decorate

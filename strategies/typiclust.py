@@ -19,7 +19,7 @@ from annotated_types import Ge
 from strategies.base import QueryContext, QueryStrategy
 from strategies.clustering import kmeans
 from strategies.kernels import squared_distances, squared_norms
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.registry import register_query_strategy
 from strategies.ties import argmin_random_ties
 
 BLOCK_ELEMENTS = 1 << 24
@@ -52,8 +52,7 @@ def mean_knn_distance(
     return result
 
 
-@register_initial_pool("typiclust")
-@register_query_strategy("typiclust")
+@register_query_strategy("typiclust", initial_pool=True)
 @dataclass(frozen=True)
 class TypiClust(QueryStrategy):
     """Most typical points of the largest clusters not yet covered by a labelled point.
