@@ -2,7 +2,8 @@
 ``"cpu"``, which the tests use to exercise this code without a GPU).
 
 torch is imported inside each function, so importing this module (and the package) does not
-import torch. Results come back as torch tensors on the device; ``to_numpy`` brings them home.
+import torch. Results come back as torch tensors on the device (``to_numpy`` brings them home),
+except ``min_squared_distance_to_other_group``: numpy in and out.
 """
 
 from __future__ import annotations
