@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import importlib
 import json
 import os
 import pickle
-import pkgutil
 import resource
 import subprocess
 import sys
@@ -186,39 +184,15 @@ def load_pool(path: Path):
 # ------------------------------------------------------------------------------- one child
 
 
-def probabilities_of(x: np.ndarray, head) -> np.ndarray:
-    out = np.empty((x.shape[0], head.n_classes), dtype=np.float32)
-    for start in range(0, x.shape[0], 65536):
-        out[start : start + 65536] = head.predict_proba(x[start : start + 65536])
-    return out
-
-
-def import_all_strategies() -> None:
-    """Import every module of the strategies package, so every strategy is registered."""
-    import strategies
-
-    for module in pkgutil.iter_modules(strategies.__path__):
-        importlib.import_module(f"strategies.{module.name}")
-
-
 def run_albench(name: str, x, labels, labelled, coef, intercept) -> dict:
-    from strategies import QUERY_STRATEGIES, LinearHead, Need, QueryContext
+    from strategies import QUERY_STRATEGIES, LinearHead, QueryContext
 
-    import_all_strategies()
-    strategy = QUERY_STRATEGIES.get(name)()
+    strategy = QUERY_STRATEGIES.create(name)
     head = LinearHead(weights=coef, bias=intercept)
 
-    def context_of(rows):
-        xs, lab = x[rows], labelled[rows]
-        return QueryContext(
-            embeddings=xs,
-            labelled=lab,
-            n_classes=coef.shape[0],
-            labels=np.where(lab, labels[rows], -1) if Need.LABELS in strategy.needs else None,
-            probabilities=probabilities_of(xs, head) if Need.PROBABILITIES in strategy.needs else None,
-            head=head if Need.HEAD in strategy.needs else None,
-            oracle_labels=labels[rows] if Need.ORACLE_LABELS in strategy.needs else None,
-        )
+    def context_of(rows):  # what the trajectory loop hands a strategy
+        return QueryContext.for_strategy(strategy, x[rows], labelled[rows], coef.shape[0],
+                                         labels=labels[rows], head=head)
 
     warm = np.arange(min(2000, x.shape[0]))
     warm_context = context_of(warm)
@@ -351,7 +325,6 @@ def main() -> None:
 
     from strategies import QUERY_STRATEGIES
 
-    import_all_strategies()
     names = [s for s in args.strategies.split(",") if s] or QUERY_STRATEGIES.names()
     try:
         import skactiveml

@@ -142,23 +142,16 @@ def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
     """
     from dataclasses import asdict
 
-    from pydantic import TypeAdapter
-
-    from strategies import UnknownNameError
+    from strategies import StrategyParamError, UnknownNameError
 
     try:
-        cls = registry.get(spec.name)
+        instance = registry.create(spec.name, spec.params)
     except UnknownNameError as exc:
         raise ValueError(f"[{index}].name: {exc}") from None
-    try:
-        instance = TypeAdapter(cls).validate_python(spec.params)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"[{index}].params.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors()
-        )
+    except StrategyParamError as exc:
+        problems = "; ".join(f"[{index}].params.{param}: {message}" for param, message in exc.problems)
         raise ValueError(f"{problems} ({registry.role} {spec.name!r})") from None
-    defaults = asdict(cls())
+    defaults = asdict(type(instance)())
     given = {k: v for k, v in asdict(instance).items() if v != defaults[k]}
     return StrategySpec(name=spec.name, params=given)
 

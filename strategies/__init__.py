@@ -1,19 +1,13 @@
 """Pure active-learning algorithms: query strategies and initial-pool selectors.
 
-No Ray, no MLflow, no file I/O. Importing this package registers every built-in strategy.
+No Ray, no MLflow, no file I/O. Importing this package imports every module in it, so every
+strategy a module registers (``strategies.registry``) is available: adding a strategy is
+adding a module.
 """
 
-from strategies import (  # noqa: F401  (registers the built-ins)
-    alfamix,
-    badge,
-    balanced,
-    coreset,
-    dropquery,
-    probcover,
-    random,
-    typiclust,
-    uncertainty,
-)
+import importlib
+import pkgutil
+
 from strategies.base import (
     LinearHead,
     MissingInputError,
@@ -22,8 +16,13 @@ from strategies.base import (
     QueryContext,
     QueryStrategy,
     StrategyError,
+    StrategyParamError,
 )
 from strategies.registry import INITIAL_POOLS, QUERY_STRATEGIES, Registry, UnknownNameError
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+del _module
 
 __all__ = [
     "INITIAL_POOLS",
@@ -36,5 +35,6 @@ __all__ = [
     "QueryStrategy",
     "Registry",
     "StrategyError",
+    "StrategyParamError",
     "UnknownNameError",
 ]

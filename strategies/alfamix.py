@@ -39,8 +39,9 @@ import numpy as np
 from annotated_types import Gt, Le
 
 from strategies.base import Need, QueryContext, QueryStrategy
+from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import cluster_representatives
-from strategies.distances import DEFAULT_CHUNK_ROWS, row_chunks, squared_distances, squared_norms
+from strategies.kernels import squared_distances, squared_norms
 from strategies.registry import register_query_strategy
 
 

@@ -20,10 +20,11 @@ from typing import Literal
 
 import numpy as np
 
-from strategies import distances
+from strategies import kernels
 from strategies.base import Need, QueryContext, QueryStrategy
-from strategies.distances import PoolProducts, argmax_random_ties
+from strategies.kernels import PoolProducts
 from strategies.registry import register_query_strategy
+from strategies.ties import argmax_random_ties
 
 
 def gradient_factors(probabilities: np.ndarray) -> np.ndarray:
@@ -132,7 +133,7 @@ class Badge(QueryStrategy):
       tiny positive value, which only makes such a row drawable with negligible probability.
 
     Cost per pick: two matrix-vector products (N x D and N x C), in torch when the context
-    names a visible CUDA device (``strategies.distances.kernel_device``), else numpy; memory
+    names a visible CUDA device (``strategies.kernels.kernel_device``), else numpy; memory
     O(N C) for ``a`` besides the pool.
     """
 
@@ -141,7 +142,7 @@ class Badge(QueryStrategy):
     needs = frozenset({Need.PROBABILITIES})
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
-        device = distances.kernel_device(context.device)
+        device = kernels.kernel_device(context.device)
         x = PoolProducts(context.embeddings, device)
         a = PoolProducts(gradient_factors(context.probabilities), device)
         return badge_seeding(x, a, ~context.labelled, n, rng, self.first)

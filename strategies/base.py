@@ -1,7 +1,8 @@
 """The one typed contract every query strategy and initial-pool selector follows.
 
 A strategy is a small frozen dataclass: its hyper-parameters are the dataclass fields (with
-declared constraints from ``annotated_types`` that the orchestrator validates), and its work is
+declared constraints from ``annotated_types``, checked when it is constructed, see
+``strategies.params``), and its work is
 ``select(context, n, rng) -> indices``. It declares which inputs it needs (``needs``), so the
 trajectory loop computes only those, and whether it can run with nothing labelled
 (``cold_start``), which makes it usable as an initial-pool selector.
@@ -12,12 +13,16 @@ Every random choice draws from the ``rng`` passed in.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import softmax
+
+from strategies.params import check_params
 
 
 class Need(enum.Enum):
@@ -45,6 +50,18 @@ class MissingInputError(StrategyError):
     """The context lacks an input the strategy declared in ``needs``."""
 
 
+class StrategyParamError(StrategyError):
+    """Invalid or unknown parameters; ``problems`` lists each as (parameter, message).
+
+    ``str()`` reads ``typiclust: parameter k must be an int >= 1, got 0`` (joined by ``; ``).
+    """
+
+    def __init__(self, strategy: str, problems: list[tuple[str, str]]) -> None:
+        self.strategy = strategy
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{strategy}: parameter {name} {message}" for name, message in problems))
+
+
 @dataclass(frozen=True)
 class LinearHead:
     """A multinomial linear classifier on the embeddings: ``softmax(x @ weights.T + bias)``.
@@ -65,15 +82,8 @@ class LinearHead:
         return features @ self.weights.T + self.bias
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
-        return softmax(self.logits(features))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax, stable for large logits."""
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    np.exp(shifted, out=shifted)
-    shifted /= shifted.sum(axis=1, keepdims=True)
-    return shifted
+        """Row-wise softmax of the logits (scipy's: max-shifted, stable for large logits)."""
+        return softmax(self.logits(features), axis=1)
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,55 @@ class QueryContext:
     """(N,) int64: true labels of every row (``Need.ORACLE_LABELS``, ablations only)."""
     device: str = "cpu"
     """Where torch kernels run: ``"cpu"`` or ``"cuda"`` (strategies fall back to cpu)."""
+
+    def __post_init__(self) -> None:
+        # Read-only views: a strategy that writes into an input raises; the caller's arrays
+        # (the trajectory's live labelled mask) stay writeable.
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                view = value.view()
+                view.flags.writeable = False
+                object.__setattr__(self, field.name, view)
+
+    @classmethod
+    def for_strategy(
+        cls,
+        strategy: QueryStrategy,
+        embeddings: np.ndarray,
+        labelled: np.ndarray,
+        n_classes: int,
+        *,
+        labels: np.ndarray | None = None,
+        head: LinearHead | None = None,
+        device: str = "cpu",
+    ) -> QueryContext:
+        """The context holding exactly the inputs ``strategy.needs``, computed only when needed.
+
+        ``labels``: the true label of every pool row; the context's ``labels`` keeps those of
+        the labelled rows (``np.where(labelled, labels, -1)``), and ``oracle_labels`` all of
+        them, only for ``Need.ORACLE_LABELS``. ``head``: the learner's head; probabilities are
+        ``head.predict_proba(embeddings)``. A needed input left None is a ``MissingInputError``.
+        """
+        needs = strategy.needs
+        for need, given, argument in (
+            (Need.LABELS, labels, "labels"), (Need.ORACLE_LABELS, labels, "labels"),
+            (Need.PROBABILITIES, head, "head"), (Need.HEAD, head, "head"),
+        ):
+            if need in needs and given is None:
+                raise MissingInputError(
+                    f"{type(strategy).__name__} needs Need.{need.name}: pass `{argument}`"
+                )
+        return cls(
+            embeddings=embeddings,
+            labelled=labelled,
+            n_classes=n_classes,
+            labels=np.where(labelled, labels, -1) if Need.LABELS in needs else None,
+            probabilities=head.predict_proba(embeddings) if Need.PROBABILITIES in needs else None,
+            head=head if Need.HEAD in needs else None,
+            oracle_labels=labels if Need.ORACLE_LABELS in needs else None,
+            device=device,
+        )
 
     @property
     def pool_size(self) -> int:
@@ -128,15 +187,37 @@ class QueryStrategy(ABC):
     """Base of every query strategy and initial-pool selector.
 
     Subclasses are frozen dataclasses whose fields are the hyper-parameters, set
-    ``needs``/``cold_start`` and implement ``_select``. ``select`` validates once for all.
+    ``needs``/``cold_start`` and implement ``_select``. Construction checks every parameter
+    against its declared constraints (``StrategyParamError``, every problem at once, values
+    normalised as a config's: ``3.0`` for an int is 3); ``select`` validates the rest.
     """
 
     needs: ClassVar[frozenset[Need]] = frozenset()
     """Inputs this strategy reads from the context beyond embeddings and the labelled mask."""
     cold_start: ClassVar[bool] = False
     """True if the strategy can select with no labelled row (usable as an initial pool)."""
+    registered_name: ClassVar[str | None] = None
+    """The name it is registered under (set by ``strategies.registry``), for error messages."""
     __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}
-    """Unknown parameters are errors when the orchestrator validates a config."""
+    """Unknown parameters are errors in the JSON schema pydantic derives from the class."""
+
+    def __post_init__(self) -> None:
+        params = {name: getattr(self, name) for name in self.param_names()}
+        values, problems = check_params(type(self), params)
+        if problems:
+            raise StrategyParamError(self.label(), problems)
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def param_names(cls) -> list[str]:
+        """The constructor parameters (dataclass fields), in declaration order."""
+        return [f.name for f in dataclasses.fields(cls) if f.init]
+
+    @classmethod
+    def label(cls) -> str:
+        """The registered name, else the class name."""
+        return vars(cls).get("registered_name") or cls.__name__
 
     def select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
         """Choose ``n`` distinct unlabelled pool rows to label next.

@@ -17,17 +17,13 @@ import numpy as np
 from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.exceptions import ConvergenceWarning
 
-from strategies.distances import DEFAULT_CHUNK_ROWS, row_chunks
+from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
+from strategies.ties import TIE_RTOL
 
 FULL_KMEANS_MAX_CLUSTERS = 50
 """Up to this many clusters use Lloyd's k-means on all rows; above, mini-batch k-means."""
 MINIBATCH_ROWS = 5000
 """Mini-batch size of ``MiniBatchKMeans`` (the TypiClust reference code's value)."""
-TIE_RTOL = 1e-5
-"""Distances within this relative tolerance of the smallest count as ties, broken by the rng.
-Exact ties are common here (the two members of a two-point cluster are equally far from its
-centre; mutual nearest neighbours are equally far from each other), and float32 rounding would
-otherwise break them by memory layout rather than by the trajectory's rng."""
 
 
 @dataclass(frozen=True)
@@ -86,13 +82,6 @@ def squared_distance_to_own_centre(
         diff = x[rows] - clustering.centres[clustering.labels[rows]]
         result[rows] = np.einsum("ij,ij->i", diff, diff, dtype=np.float32)
     return result
-
-
-def random_argmin(values: np.ndarray, rng: np.random.Generator) -> int:
-    """Position of the smallest of ``values`` (>= 0); ties (``TIE_RTOL``) broken by ``rng``."""
-    order = rng.permutation(values.size)
-    near = values[order] <= values.min() * (1 + TIE_RTOL)
-    return int(order[np.argmax(near)])
 
 
 def nearest_to_centres(

@@ -15,10 +15,12 @@ from typing import Annotated
 import numpy as np
 from annotated_types import Ge
 
-from strategies import distances
+from strategies import kernels
 from strategies.base import QueryContext, QueryStrategy
-from strategies.distances import DEFAULT_CHUNK_ROWS, PoolProducts, argmax_random_ties
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.chunks import DEFAULT_CHUNK_ROWS
+from strategies.kernels import PoolProducts
+from strategies.registry import register_query_strategy
+from strategies.ties import argmax_random_ties
 
 FIRST_PASS_ROWS = 256
 SHORTLIST_ROWS = 4096
@@ -124,8 +126,7 @@ def k_center_greedy(
     return chosen
 
 
-@register_initial_pool("coreset")
-@register_query_strategy("coreset")
+@register_query_strategy("coreset", initial_pool=True)
 @dataclass(frozen=True)
 class Coreset(QueryStrategy):
     """k-center greedy on the embeddings (Euclidean distance), ``n`` picks.
@@ -149,7 +150,7 @@ class Coreset(QueryStrategy):
     - Distances on the embeddings as given (no normalisation), in float32.
 
     The products run in torch when the context names a visible CUDA device
-    (``strategies.distances.kernel_device``), else numpy.
+    (``strategies.kernels.kernel_device``), else numpy.
     """
 
     chunk_rows: Annotated[int, Ge(1)] = DEFAULT_CHUNK_ROWS
@@ -157,5 +158,5 @@ class Coreset(QueryStrategy):
     cold_start = True
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
-        x = PoolProducts(context.embeddings, distances.kernel_device(context.device))
+        x = PoolProducts(context.embeddings, kernels.kernel_device(context.device))
         return k_center_greedy(x, context.labelled, n, rng, self.chunk_rows)

@@ -16,8 +16,8 @@ import numpy as np
 from annotated_types import Ge, Gt, Lt
 
 from strategies.base import Need, QueryContext, QueryStrategy
+from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import cluster_representatives
-from strategies.distances import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.registry import register_query_strategy
 
 MASK_LEVELS = 1 << 16

@@ -19,19 +19,14 @@ import numpy as np
 from annotated_types import Ge, Gt, Interval
 from threadpoolctl import threadpool_limits
 
-from strategies import distances
+from strategies import kernels
 from strategies.base import QueryContext, QueryStrategy, StrategyError
+from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import Clustering, kmeans
-from strategies.distances import (
-    RadiusPairs,
-    TooManyEdgesError,
-    argmax_random_ties,
-    min_squared_distance_to_other_group,
-    radius_graph,
-    radius_neighbours,
-    squared_norms,
-)
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.kernels import min_squared_distance_to_other_group, squared_norms
+from strategies.radius_graph import RadiusPairs, TooManyEdgesError, radius_graph, radius_neighbours
+from strategies.registry import register_query_strategy
+from strategies.ties import argmax_random_ties
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -41,7 +36,7 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
     return (x / norms[:, None]).astype(np.float32, copy=False)
 
 
-def pca_project(x: np.ndarray, dim: int, chunk_rows: int = distances.DEFAULT_CHUNK_ROWS) -> np.ndarray:
+def pca_project(x: np.ndarray, dim: int, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> np.ndarray:
     """(N, dim) float32: the rows of ``x`` centred and projected on their top ``dim`` principal
     directions (covariance summed over row chunks; no N x D copy besides the result).
 
@@ -53,14 +48,14 @@ def pca_project(x: np.ndarray, dim: int, chunk_rows: int = distances.DEFAULT_CHU
     mean = x.mean(axis=0, dtype=np.float64)
     cov = np.zeros((d, d), dtype=np.float64)
     centre = mean.astype(np.float32)
-    for rows in distances.row_chunks(n, chunk_rows):
+    for rows in row_chunks(n, chunk_rows):
         block = x[rows] - centre
         cov += block.T @ block  # float32 product per chunk, float64 sum over chunks
     _, vectors = np.linalg.eigh(cov)  # ascending eigenvalues
     basis = vectors[:, ::-1][:, :dim].astype(np.float32)
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
     shift = (mean.astype(np.float32) @ basis)[None, :]
-    for rows in distances.row_chunks(n, chunk_rows):
+    for rows in row_chunks(n, chunk_rows):
         np.matmul(x[rows], basis, out=out[rows])
         out[rows] -= shift
     return out
@@ -81,7 +76,7 @@ def purity_delta(
     rng: np.random.Generator,
     grid_size: int = 100,
     sample: int | None = None,
-    chunk_rows: int = distances.DEFAULT_CHUNK_ROWS,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
     device: str | None = None,
 ) -> float:
     """The largest radius on a grid whose balls are pure for at least ``alpha`` of the rows.
@@ -157,8 +152,7 @@ def max_coverage_greedy(
     return chosen
 
 
-@register_initial_pool("probcover")
-@register_query_strategy("probcover")
+@register_query_strategy("probcover", initial_pool=True)
 @dataclass(frozen=True)
 class ProbCover(QueryStrategy):
     """Greedy maximum coverage of the pool by balls of radius ``delta``.
@@ -168,13 +162,13 @@ class ProbCover(QueryStrategy):
     the labelled rows' balls cover (labelled x N distances); (4) the exact balls
     ``||x_i - x_j|| < delta`` that cover each row still uncovered, kept as a sparse CSR, never
     N x N dense: from the uncovered rows' own distances (uncovered x N,
-    ``strategies.distances.radius_neighbours``) while at most half the pool is uncovered, else
+    ``strategies.radius_graph.radius_neighbours``) while at most half the pool is uncovered, else
     from the whole radius graph (``radius_graph``, N^2 / 2 pairs); (5) ``max_coverage_greedy``,
     which needs no other edge. Picks are the same either way.
 
     Cost: the distance passes compare pairs of rows, D multiply-adds each. On a CPU that
     multiplies bfloat16 natively they run as a bfloat16 product with a proven error bound,
-    pairs near ``delta`` rechecked in float32 (``strategies.distances.Bf16Screen``): the graph
+    pairs near ``delta`` rechecked in float32 (``strategies.radius_graph.Bf16Screen``): the graph
     is the float32 one, about twice as fast. Once the labelled rows cover much of the pool (as
     the greedy intends) a query costs far less than the whole graph; a cold start (nothing
     labelled) builds it all: 79 s at N = 100k, D = 768 on two cores (10 s with L = 1000). The passes run
@@ -225,7 +219,7 @@ class ProbCover(QueryStrategy):
     cold_start = True
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
-        device = distances.kernel_device(context.device)
+        device = kernels.kernel_device(context.device)
         x = l2_normalise(context.embeddings) if self.normalize else context.embeddings
         if self.approximate and self.approximate_dim < x.shape[1]:
             x = pca_project(x, self.approximate_dim, self.chunk_rows)

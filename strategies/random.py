@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.base import QueryContext, QueryStrategy
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.registry import register_query_strategy
 
 
-@register_initial_pool("random")
-@register_query_strategy("random")
+@register_query_strategy("random", initial_pool=True)
 @dataclass(frozen=True)
 class RandomSampling(QueryStrategy):
     """Uniformly random unlabelled rows, without replacement. No parameters."""

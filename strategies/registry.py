@@ -5,10 +5,11 @@ A strategy module registers its class where it is defined; nothing dispatches on
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
-from strategies.base import QueryStrategy, StrategyError
+from strategies.base import QueryStrategy, StrategyError, StrategyParamError
+from strategies.params import check_params
 
 S = TypeVar("S", bound=type[QueryStrategy])
 
@@ -30,7 +31,10 @@ class Registry:
         def decorate(cls: S) -> S:
             if name in self._classes and self._classes[name] is not cls:
                 raise ValueError(f"{self.role} {name!r} is registered twice")
+            if vars(cls).get("registered_name") not in (None, name):
+                raise ValueError(f"{cls.__name__} is registered as {cls.registered_name!r} already")
             self._classes[name] = cls
+            cls.registered_name = name
             return cls
 
         return decorate
@@ -42,6 +46,16 @@ class Registry:
             raise UnknownNameError(
                 f"unknown {self.role} {name!r}; valid names: {', '.join(self.names())}"
             ) from None
+
+    def create(self, name: str, params: Mapping[str, Any] | None = None) -> QueryStrategy:
+        """The strategy ``name`` built with ``params``, validated: ``UnknownNameError`` for an
+        unknown name, else one ``StrategyParamError`` listing every unknown or invalid
+        parameter (``problems``: (parameter, message) pairs)."""
+        cls = self.get(name)
+        values, problems = check_params(cls, dict(params or {}))
+        if problems:
+            raise StrategyParamError(name, problems)
+        return cls(**values)
 
     def names(self) -> list[str]:
         return sorted(self._classes)
@@ -56,5 +70,17 @@ class Registry:
 QUERY_STRATEGIES = Registry("query strategy")
 INITIAL_POOLS = Registry("initial pool")
 
-register_query_strategy = QUERY_STRATEGIES.register
 register_initial_pool = INITIAL_POOLS.register
+
+
+def register_query_strategy(name: str, *, initial_pool: bool = False) -> Callable[[S], S]:
+    """Class decorator: the class is the query strategy ``name``, and also the initial pool
+    ``name`` when ``initial_pool`` (a cold-start strategy usable in both roles)."""
+
+    def decorate(cls: S) -> S:
+        QUERY_STRATEGIES.register(name)(cls)
+        if initial_pool:
+            INITIAL_POOLS.register(name)(cls)
+        return cls
+
+    return decorate

@@ -17,9 +17,10 @@ import numpy as np
 from annotated_types import Ge
 
 from strategies.base import QueryContext, QueryStrategy
-from strategies.clustering import kmeans, random_argmin
-from strategies.distances import squared_distances, squared_norms
-from strategies.registry import register_initial_pool, register_query_strategy
+from strategies.clustering import kmeans
+from strategies.kernels import squared_distances, squared_norms
+from strategies.registry import register_query_strategy
+from strategies.ties import argmin_random_ties
 
 BLOCK_ELEMENTS = 1 << 24
 """Distance entries (float32) held at once by ``mean_knn_distance``: 64 MiB."""
@@ -51,8 +52,7 @@ def mean_knn_distance(
     return result
 
 
-@register_initial_pool("typiclust")
-@register_query_strategy("typiclust")
+@register_query_strategy("typiclust", initial_pool=True)
 @dataclass(frozen=True)
 class TypiClust(QueryStrategy):
     """Most typical points of the largest clusters not yet covered by a labelled point.
@@ -81,7 +81,7 @@ class TypiClust(QueryStrategy):
     - Once every cluster holds a labelled or chosen point, selection goes on with the least
       covered clusters, largest first (the reference code instead cycles through its initial
       ordering). Clusters with no unlabelled row left are never picked.
-    - Equal typicality (up to ``TIE_RTOL``, see ``strategies.clustering``: mutual nearest
+    - Equal typicality (up to ``TIE_RTOL``, see ``strategies.ties``: mutual nearest
       neighbours tie exactly) is broken by the rng; the reference code takes the first index.
 
     Cost: the k-means of the pool, plus per pick an exact KNN inside one cluster, O(m^2 D) for
@@ -132,4 +132,4 @@ class TypiClust(QueryStrategy):
         k = min(self.k, x.shape[0] // 2)
         if k == 0:
             return 0
-        return random_argmin(mean_knn_distance(x, k, squared=self.distance == "squared"), rng)
+        return argmin_random_ties(mean_knn_distance(x, k, squared=self.distance == "squared"), rng)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from strategies.base import Need, QueryContext, QueryStrategy
-from strategies.ranking import top_k_random_ties
 from strategies.registry import register_query_strategy
+from strategies.ties import top_k_random_ties
 
 SCORE_CHUNK_ROWS = 65536
 """Rows scored at a time: the temporaries stay a few MiB, whatever the pool's size."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext, QueryStrategy
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, QueryContext, QueryStrategy
 from workers.learner import LogisticRegressionLearner
 from workers.metrics import accuracy, macro_f1
 from workers.specs import StrategySpec, TrialSpec, stable_hash
@@ -64,7 +64,7 @@ class CycleRecord:
 
 def build_strategy(spec: StrategySpec, initial_pool: bool = False) -> QueryStrategy:
     registry = INITIAL_POOLS if initial_pool else QUERY_STRATEGIES
-    return registry.get(spec.name)(**spec.params)
+    return registry.create(spec.name, spec.params)
 
 
 def _label_stream(label: str) -> int:
@@ -147,16 +147,8 @@ def _context(
     strategy: QueryStrategy, data: TrialData, labelled: np.ndarray, head: LinearHead | None,
     n_classes: int, device: str,
 ) -> QueryContext:
-    needs = strategy.needs
-    return QueryContext(
-        embeddings=data.train_x,
-        labelled=labelled,
-        n_classes=n_classes,
-        labels=np.where(labelled, data.train_y, -1) if Need.LABELS in needs else None,
-        probabilities=head.predict_proba(data.train_x) if Need.PROBABILITIES in needs else None,
-        head=head if Need.HEAD in needs else None,
-        oracle_labels=data.train_y if Need.ORACLE_LABELS in needs else None,
-        device=device,
+    return QueryContext.for_strategy(
+        strategy, data.train_x, labelled, n_classes, labels=data.train_y, head=head, device=device
     )
 
 

@@ -7,16 +7,24 @@ A new strategy gets the whole suite by adding one class::
 
 The template builds synthetic pools (Gaussian mixtures with a fitted-like linear head), fills
 exactly the inputs the strategy declares in ``needs``, and checks the contract of
-``QueryStrategy.select``.
+``QueryStrategy.select``: batch, reproducibility, no write into the context, no global random
+state, and a clear error for every invalid value of every parameter (generated from the
+parameter's declared constraints, as scikit-learn's ``generate_invalid_param_val``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import random
+from typing import ClassVar
+
+import annotated_types
 import numpy as np
 import pytest
 
-from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, Need, QueryContext
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, QueryContext, StrategyParamError
 from strategies.base import PoolExhaustedError, QueryStrategy
+from strategies.params import ParamConstraint, param_constraints
 
 
 def make_pool(
@@ -55,20 +63,43 @@ def make_context(
     strategy: QueryStrategy, x: np.ndarray, labels: np.ndarray, labelled: np.ndarray,
     n_classes: int,
 ) -> QueryContext:
-    """A context holding exactly what ``strategy.needs`` asks for."""
-    head = fitted_head(x, labels, labelled, n_classes) if labelled.any() else None
-    needs = strategy.needs
-    if head is None and (Need.PROBABILITIES in needs or Need.HEAD in needs):
+    """A context holding exactly what ``strategy.needs`` asks for (``QueryContext.for_strategy``),
+    from a class-mean head (all zeros when nothing is labelled)."""
+    if labelled.any():
+        head = fitted_head(x, labels, labelled, n_classes)
+    else:
         head = LinearHead(np.zeros((n_classes, x.shape[1]), np.float32), np.zeros(n_classes, np.float32))
-    return QueryContext(
-        embeddings=x,
-        labelled=labelled,
-        n_classes=n_classes,
-        labels=np.where(labelled, labels, -1) if Need.LABELS in needs else None,
-        probabilities=head.predict_proba(x).astype(np.float32) if Need.PROBABILITIES in needs else None,
-        head=head if Need.HEAD in needs else None,
-        oracle_labels=labels if Need.ORACLE_LABELS in needs else None,
-    )
+    return QueryContext.for_strategy(strategy, x, labelled, n_classes, labels=labels, head=head)
+
+
+_BOUND_VIOLATIONS = {
+    annotated_types.Gt: lambda b: b.gt,
+    annotated_types.Ge: lambda b: b.ge - 1,
+    annotated_types.Lt: lambda b: b.lt,
+    annotated_types.Le: lambda b: b.le + 1,
+}
+
+
+def invalid_values(constraint: ParamConstraint) -> list:
+    """Values ``constraint`` rejects: one per declared bound, a value outside the choices, a
+    value of the wrong type, and None unless it is allowed. Empty when the parameter declares
+    nothing but a bare ``int``/``float``/``str`` (or no type at all)."""
+    values: list = []
+    if constraint.choices is not None:
+        values.append("not-one-of-the-choices")
+    for bound in constraint.bounds:
+        if type(bound) in _BOUND_VIOLATIONS:
+            values.append(_BOUND_VIOLATIONS[type(bound)](bound))
+        elif isinstance(bound, annotated_types.MinLen) and bound.min_length > 0:
+            values.append("x" * (bound.min_length - 1) if constraint.kind is str else [0] * (bound.min_length - 1))
+        elif isinstance(bound, annotated_types.MaxLen):
+            values.append("x" * (bound.max_length + 1) if constraint.kind is str else [0] * (bound.max_length + 1))
+    if not values and constraint.kind is not bool:
+        return []  # only a bare type: no constraint worth the name
+    values.append("maybe" if constraint.kind is bool else object() if constraint.kind is str else "not-a-number")
+    if not constraint.nullable:
+        values.append(None)
+    return values
 
 
 class StrategyConformance:
@@ -76,17 +107,22 @@ class StrategyConformance:
 
     strategy_name: str = ""
     registry = QUERY_STRATEGIES
-    params: dict = {}
+    params: ClassVar[dict] = {}
+    free_params: ClassVar[dict[str, str]] = {}
+    """Parameters with no constraint to violate, each with the reason it may take any value."""
 
     def make_strategy(self) -> QueryStrategy:
         return self.registry.get(self.strategy_name)(**self.params)
 
+    def _context(self, strategy, n_classes=4, n_labelled=30, seed=0, **pool_kwargs):
+        x, labels, labelled = make_pool(n_classes=n_classes, n_labelled=n_labelled, seed=seed, **pool_kwargs)
+        return make_context(strategy, x, labels, labelled, n_classes)
+
     def _select(self, n_classes=4, n_labelled=30, n=10, seed=0, rng_seed=1, **pool_kwargs):
         strategy = self.make_strategy()
-        x, labels, labelled = make_pool(n_classes=n_classes, n_labelled=n_labelled, seed=seed, **pool_kwargs)
-        context = make_context(strategy, x, labels, labelled, n_classes)
+        context = self._context(strategy, n_classes, n_labelled, seed, **pool_kwargs)
         chosen = strategy.select(context, n, np.random.default_rng(rng_seed))
-        return chosen, labelled
+        return chosen, context.labelled
 
     def _check(self, chosen: np.ndarray, labelled: np.ndarray, n: int) -> None:
         assert chosen.dtype == np.int64
@@ -130,6 +166,72 @@ class StrategyConformance:
             return
         chosen, labelled = self._select(n_labelled=0, n=12)
         self._check(chosen, labelled, 12)
+
+
+    @staticmethod
+    def _context_arrays(context: QueryContext) -> dict[str, np.ndarray]:
+        arrays = {f.name: getattr(context, f.name) for f in dataclasses.fields(context)}
+        if context.head is not None:
+            arrays.update(head_weights=context.head.weights, head_bias=context.head.bias)
+        return {name: value for name, value in arrays.items() if isinstance(value, np.ndarray)}
+
+    @pytest.mark.parametrize("n_labelled", [0, 30])
+    def test_never_writes_into_its_context(self, n_labelled):
+        strategy = self.make_strategy()
+        if n_labelled == 0 and not strategy.cold_start:
+            return
+        context = self._context(strategy, n_labelled=n_labelled)
+        before = {name: (a.dtype, a.shape, a.tobytes()) for name, a in self._context_arrays(context).items()}
+        strategy.select(context, 12, np.random.default_rng(0))
+        after = {name: (a.dtype, a.shape, a.tobytes()) for name, a in self._context_arrays(context).items()}
+        assert after == before, f"changed: {[k for k in before if before[k] != after[k]]}"
+
+    def test_never_uses_global_random_state(self):
+        strategy = self.make_strategy()
+        context = self._context(strategy)
+        np.random.seed(123)
+        random.seed(123)
+        numpy_state, python_state = np.random.get_state(), random.getstate()
+        strategy.select(context, 12, np.random.default_rng(0))
+        after = np.random.get_state()
+        assert after[0] == numpy_state[0] and np.array_equal(after[1], numpy_state[1])
+        assert after[2:] == numpy_state[2:], "the strategy used numpy's global random state"
+        assert random.getstate() == python_state, "the strategy used the `random` module"
+
+    def test_every_parameter_has_a_constraint(self):
+        cls = self.registry.get(self.strategy_name)
+        constraints = param_constraints(cls)
+        unknown = sorted(set(self.free_params) - set(constraints))
+        assert not unknown, f"free_params names no parameter of {self.strategy_name}: {unknown}"
+        bare = [name for name, c in constraints.items() if not invalid_values(c) and name not in self.free_params]
+        assert not bare, (
+            f"{self.strategy_name}: no constraint to generate an invalid value from for {bare}; "
+            "declare one (Annotated[int, Ge(1)], Literal[...]) or list it in free_params with a reason"
+        )
+
+    def test_rejects_every_invalid_parameter_value_naming_it(self):
+        cls = self.registry.get(self.strategy_name)
+        for name, constraint in param_constraints(cls).items():
+            for value in invalid_values(constraint):
+                with pytest.raises(StrategyParamError) as raised:
+                    cls(**{**self.params, name: value})
+                assert [p for p, _ in raised.value.problems] == [name]
+                message = str(raised.value)
+                assert f"{self.strategy_name}: parameter {name} must be" in message
+                assert constraint.describe() in message and f"got {value!r}" in message
+                with pytest.raises(StrategyParamError) as raised:
+                    self.registry.create(self.strategy_name, {**self.params, name: value})
+                assert [p for p, _ in raised.value.problems] == [name]
+
+    def test_create_validates_and_reports_every_problem_at_once(self):
+        cls = self.registry.get(self.strategy_name)
+        assert self.registry.create(self.strategy_name, self.params) == self.make_strategy()
+        assert self.registry.create(self.strategy_name) == cls()  # the defaults are valid
+        bad = {name: invalid_values(c)[0] for name, c in param_constraints(cls).items() if invalid_values(c)}
+        with pytest.raises(StrategyParamError) as raised:
+            self.registry.create(self.strategy_name, {**bad, "not_a_parameter": 1})
+        assert [p for p, _ in raised.value.problems] == [*bad, "not_a_parameter"]
+        assert "not_a_parameter is unknown" in str(raised.value)
 
 
 def all_registered() -> list[tuple[str, object]]:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
+from scipy.special import softmax
 
-from strategies import QueryContext, distances
+from strategies import QueryContext, kernels
 from strategies.badge import Badge, gradient_factors
-from strategies.base import softmax
 from tests.strategies.conformance import StrategyConformance
 
 
@@ -18,7 +20,7 @@ class TestBadge(StrategyConformance):
 
 class TestBadgeSampledFirst(StrategyConformance):
     strategy_name = "badge"
-    params = {"first": "sample"}
+    params: ClassVar[dict] = {"first": "sample"}
 
 
 def reference_badge(x, p, labelled, n, rng, first="max_norm"):
@@ -74,7 +76,7 @@ def dyadic_problem(n, d, c, seed, n_labelled):
 def gaussian_problem(n, d, c, seed, n_labelled):
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, d)).astype(np.float32)
-    p = softmax(x @ rng.normal(size=(d, c)).astype(np.float32)).astype(np.float32)
+    p = softmax(x @ rng.normal(size=(d, c)).astype(np.float32), axis=1).astype(np.float32)
     labelled = np.zeros(n, dtype=bool)
     labelled[rng.choice(n, n_labelled, replace=False)] = True
     return x, p, labelled
@@ -117,7 +119,7 @@ def test_torch_kernels_match_numpy(monkeypatch):
     x, p, labelled = gaussian_problem(800, 12, 6, seed=0, n_labelled=40)
     xd, pd, ld = dyadic_problem(800, 6, 5, seed=1, n_labelled=40)
     expected = select(x, p, labelled, 50, seed=1), select(xd, pd, ld, 50, seed=1)
-    monkeypatch.setattr(distances, "kernel_device", lambda device: "cpu")  # torch on the CPU
+    monkeypatch.setattr(kernels, "kernel_device", lambda device: "cpu")  # torch on the CPU
     np.testing.assert_array_equal(select(x, p, labelled, 50, seed=1), expected[0])
     np.testing.assert_array_equal(select(xd, pd, ld, 50, seed=1), expected[1])
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from strategies import INITIAL_POOLS, QueryContext, distances
+from strategies import INITIAL_POOLS, QueryContext, kernels
 from strategies.coreset import Coreset, k_center_greedy
-from strategies.distances import PoolProducts
+from strategies.kernels import PoolProducts
 from tests.strategies.conformance import StrategyConformance
 
 
@@ -107,7 +107,7 @@ def test_torch_kernels_match_numpy(monkeypatch):
     numpy_picks = select(x, labelled, 40, seed=2, chunk_rows=100)
     xi, li = integer_pool(700, 4, seed=2, n_labelled=0)
     numpy_int = select(xi, li, 40, seed=2, chunk_rows=100)
-    monkeypatch.setattr(distances, "kernel_device", lambda device: "cpu")  # torch on the CPU
+    monkeypatch.setattr(kernels, "kernel_device", lambda device: "cpu")  # torch on the CPU
     np.testing.assert_array_equal(select(xi, li, 40, seed=2, chunk_rows=100), numpy_int)
     torch_picks = select(x, labelled, 40, seed=2, chunk_rows=100)
     _, objectives = reference_k_center(x, labelled, 40, np.random.default_rng(2))
@@ -147,8 +147,8 @@ def test_duplicates_of_the_labelled_rows_are_taken_last():
 def test_kernel_device_falls_back_to_numpy():
     import torch
 
-    assert distances.kernel_device("cpu") is None and distances.kernel_device(None) is None
-    assert distances.kernel_device("cuda") == ("cuda" if torch.cuda.is_available() else None)
+    assert kernels.kernel_device("cpu") is None and kernels.kernel_device(None) is None
+    assert kernels.kernel_device("cuda") == ("cuda" if torch.cuda.is_available() else None)
     x, labelled = gaussian_pool(200, 4, seed=0, n_labelled=5)
     context = QueryContext(embeddings=x, labelled=labelled, n_classes=2, device="cuda")
     expected = select(x, labelled, 10, seed=0)

@@ -3,14 +3,23 @@ of the whole selection with a dense-adjacency reference."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-from strategies import INITIAL_POOLS, QueryContext, StrategyError, distances, probcover
+from strategies import INITIAL_POOLS, QueryContext, StrategyError, kernels, probcover
 from strategies.clustering import kmeans
-from strategies.distances import min_squared_distance_to_other_group, radius_graph
+from strategies.kernels import min_squared_distance_to_other_group
 from strategies.probcover import ProbCover, cluster, l2_normalise, pca_project, purity_delta
+from strategies.radius_graph import (
+    Bf16Screen,
+    TooManyEdgesError,
+    bf16_bounds,
+    radius_graph,
+    radius_neighbours,
+)
 from tests.strategies.conformance import StrategyConformance
 
 
@@ -25,7 +34,7 @@ class TestProbCoverInitialPool(StrategyConformance):
 
 class TestProbCoverApproximate(StrategyConformance):
     strategy_name = "probcover"
-    params = {"approximate": True, "approximate_dim": 4, "chunk_rows": 64, "purity_sample": 100}
+    params: ClassVar[dict] = {"approximate": True, "approximate_dim": 4, "chunk_rows": 64, "purity_sample": 100}
 
 
 # ----------------------------------------------------------------------------- references
@@ -139,7 +148,7 @@ def test_bf16_screen_error_bound_holds_on_extreme_rows():
         xt = torch.from_numpy(x)
         half_sq = 0.5 * (xt * xt).sum(dim=1)
         threshold = half_sq - float(np.median(half_sq.numpy()))
-        screen = distances.Bf16Screen(xt, half_sq, threshold)
+        screen = Bf16Screen(xt, half_sq, threshold)
         x64 = x.astype(np.float64)
         exact = x64 @ x64.T - half_sq.double().numpy()[None, :] - threshold.double().numpy()[:, None]
         approx = screen.product(slice(0, 64), slice(0, 64)).double().numpy()
@@ -151,7 +160,7 @@ def test_bf16_bounds_round_outwards():
     import torch
 
     values = torch.from_numpy(np.random.default_rng(2).standard_normal(10_000).astype(np.float32) * 1e3)
-    down, up = distances.bf16_bounds(values, down=True), distances.bf16_bounds(values, down=False)
+    down, up = bf16_bounds(values, down=True), bf16_bounds(values, down=False)
     assert (down.float() <= values).all() and (up.float() >= values).all()
     assert ((up.float() - down.float()) <= values.abs() * 2**-7).all()  # at most one step apart
 
@@ -162,17 +171,17 @@ def test_radius_neighbours_are_rows_of_the_radius_graph(screen_bf16):
     x = rng.integers(-3, 4, size=(500, 5)).astype(np.float32)
     graph = radius_graph(x, np.sqrt(12.0), 64, screen_bf16=screen_bf16)
     rows = np.sort(rng.choice(500, 77, replace=False))
-    some = distances.radius_neighbours(x, rows, np.sqrt(12.0), 64, screen_bf16=screen_bf16)
+    some = radius_neighbours(x, rows, np.sqrt(12.0), 64, screen_bf16=screen_bf16)
     np.testing.assert_array_equal(some.toarray(), graph[rows].toarray())
     assert (some.indices[some.indptr[:-1]] == rows).all()  # each row's own column first
-    assert distances.radius_neighbours(x, np.array([], np.int64), 1.0).shape == (0, 500)
-    with pytest.raises(distances.TooManyEdgesError):
-        distances.radius_neighbours(x, rows, 100.0, 64, max_edges=1000)
+    assert radius_neighbours(x, np.array([], np.int64), 1.0).shape == (0, 500)
+    with pytest.raises(TooManyEdgesError):
+        radius_neighbours(x, rows, 100.0, 64, max_edges=1000)
 
 
 def test_radius_graph_edge_budget():
     x = np.zeros((100, 2), dtype=np.float32)
-    with pytest.raises(distances.TooManyEdgesError, match="edges"):
+    with pytest.raises(TooManyEdgesError, match="edges"):
         radius_graph(x, 1.0, 16, max_edges=5000)
     x_far = np.arange(100, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)
     assert radius_graph(x_far, 1.0, 16, max_edges=100).nnz == 100  # self-loops only
@@ -270,7 +279,7 @@ def test_normalised_selection_matches_reference():
 def test_torch_kernels_match_numpy(monkeypatch):
     x, labelled = blobs(700, 8, 4, seed=5, n_labelled=20)
     expected = select(x, labelled, 30, seed=2, chunk_rows=128)
-    monkeypatch.setattr(distances, "kernel_device", lambda device: "cpu")  # torch on the CPU
+    monkeypatch.setattr(kernels, "kernel_device", lambda device: "cpu")  # torch on the CPU
     np.testing.assert_array_equal(select(x, labelled, 30, seed=2, chunk_rows=128), expected)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES, QueryContext
-from strategies.ranking import top_k_random_ties
 from strategies.uncertainty import EntropySampling, LeastConfidenceSampling, MarginSampling
 from tests.strategies.conformance import StrategyConformance
 
@@ -54,18 +53,6 @@ def test_uncertainty_picks_match_brute_force():
         chosen = cls().select(_context(p, labelled), 15, np.random.default_rng(0))
         scores = np.where(labelled, -np.inf, scores)
         np.testing.assert_array_equal(np.sort(chosen), np.sort(np.argsort(-scores)[:15]))
-
-
-def test_ties_broken_by_rng_not_index_order():
-    scores = np.zeros(1000)
-    picks = {tuple(top_k_random_ties(scores, 3, np.random.default_rng(s))) for s in range(20)}
-    assert len(picks) > 15
-    assert all(max(p) > 2 for p in picks)  # not simply the first indices
-
-
-def test_top_k_orders_best_first():
-    scores = np.array([0.1, 0.9, 0.5, 0.7])
-    np.testing.assert_array_equal(top_k_random_ties(scores, 3, np.random.default_rng(0)), [1, 3, 2])
 
 
 def test_registries_list_the_builtins():
