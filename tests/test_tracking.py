@@ -1,0 +1,48 @@
+"""Tracking backends: found by module name, each implementing the whole ``Tracker`` protocol."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from orchestrator.config import ConfigError, parse_config
+from orchestrator.tracking import backend_names, open_tracker
+from orchestrator.tracking.base import Tracker
+from tests.conftest import tiny_config
+
+PROTOCOL_METHODS = sorted(name for name, member in vars(Tracker).items()
+                          if callable(member) and not name.startswith("_"))
+
+
+def test_the_mlflow_backend_is_found_and_is_the_default():
+    assert "mlflow" in backend_names()
+    assert parse_config(tiny_config_for_schema()).tracking.backend == "mlflow"
+
+
+@pytest.mark.parametrize("backend", backend_names())
+def test_every_backend_implements_the_protocol(backend, tmp_path):
+    tracker = open_tracker(f"sqlite:///{tmp_path / 'm.db'}", "protocol-check", backend)
+    assert isinstance(tracker.uri, str)
+    for name in PROTOCOL_METHODS:
+        method = getattr(tracker, name, None)
+        assert callable(method), f"{backend}: no {name}()"
+        wanted = list(inspect.signature(getattr(Tracker, name)).parameters)[1:]
+        assert list(inspect.signature(method).parameters)[: len(wanted)] == wanted, name
+    assert tracker.trial_runs() == {} and tracker.all_trial_runs() == []
+    assert tracker.curves([], ["accuracy"]) == {}
+
+
+def test_an_unknown_backend_is_a_config_error_naming_the_field():
+    config = tiny_config_for_schema()
+    config["tracking"]["backend"] = "wandb"
+    with pytest.raises(ConfigError, match=r"tracking\.backend: .*unknown tracking backend 'wandb'; valid: mlflow"):
+        parse_config(config)
+    with pytest.raises(ValueError, match="unknown tracking backend 'wandb'"):
+        open_tracker("sqlite:///unused.db", "x", "wandb")
+
+
+def tiny_config_for_schema() -> dict:
+    from pathlib import Path
+
+    return tiny_config(Path("train.parquet"), Path("work"))
