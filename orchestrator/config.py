@@ -7,6 +7,7 @@ validation problem into a ``ConfigError`` whose lines name the field path and th
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -104,24 +105,28 @@ class ExperimentConfig(Section):
     @field_validator("strategies")
     @classmethod
     def _strategies_known(cls, specs: list[StrategySpec]) -> list[StrategySpec]:
-        return [_resolve(spec, QUERY_STRATEGIES, i) for i, spec in enumerate(specs)]
+        return _resolve_all(specs, QUERY_STRATEGIES)
 
     @field_validator("initial_pools")
     @classmethod
     def _pools_known(cls, specs: list[StrategySpec]) -> list[StrategySpec]:
-        return [_resolve(spec, INITIAL_POOLS, i) for i, spec in enumerate(specs)]
+        return _resolve_all(specs, INITIAL_POOLS)
 
     @model_validator(mode="after")
     def _names_unique(self) -> ExperimentConfig:
+        problems = []
         for field, labels in (
             ("datasets", [d.name for d in self.datasets]),
             ("embedders", [e.name for e in self.embedders]),
             ("strategies", [s.label for s in self.strategies]),
             ("initial_pools", [s.label for s in self.initial_pools]),
         ):
-            duplicates = sorted({x for x in labels if labels.count(x) > 1})
-            if duplicates:
-                raise ValueError(f"{field}: duplicate entries {duplicates}; give each a unique name")
+            for label in sorted({x for x in labels if labels.count(x) > 1}):
+                where = [i for i, x in enumerate(labels) if x == label]
+                problems.append(f"{field}[{where[1]}]: duplicate entry {label!r} (also {field}[{where[0]}]); "
+                                "give each a unique name")
+        if problems:
+            raise ValueError(PROBLEMS.join(problems))
         return self
 
     @property
@@ -132,6 +137,24 @@ class ExperimentConfig(Section):
     def n_trials(self) -> int:
         return (len(self.datasets) * len(self.embedders) * len(self.initial_pools)
                 * len(self.strategies) * len(self.seeds))
+
+
+PROBLEMS = "\n"
+"""Joins the problems one validator finds; each starts with its path relative to the field
+(``[2].params.k: ...``) or, for whole-config checks, from the root (``datasets[1]: ...``)."""
+
+
+def _resolve_all(specs: list[StrategySpec], registry) -> list[StrategySpec]:
+    """Every spec resolved; one ValueError with every entry's problems otherwise."""
+    resolved, problems = [], []
+    for index, spec in enumerate(specs):
+        try:
+            resolved.append(_resolve(spec, registry, index))
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError(PROBLEMS.join(problems))
+    return resolved
 
 
 def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
@@ -149,28 +172,44 @@ def _resolve(spec: StrategySpec, registry, index: int) -> StrategySpec:
     except UnknownNameError as exc:
         raise ValueError(f"[{index}].name: {exc}") from None
     except StrategyParamError as exc:
-        problems = "; ".join(f"[{index}].params.{param}: {message}" for param, message in exc.problems)
-        raise ValueError(f"{problems} ({registry.role} {spec.name!r})") from None
+        raise ValueError(PROBLEMS.join(f"[{index}].params.{param}: {message} ({registry.role} {spec.name!r})"
+                                       for param, message in exc.problems)) from None
     defaults = asdict(type(instance)())
     given = {k: v for k, v in asdict(instance).items() if v != defaults[k]}
     return StrategySpec(name=spec.name, params=given)
 
 
 def format_validation_error(exc: ValidationError, source: str) -> str:
-    lines = [f"{source}: {exc.error_count()} problem(s) in the config"]
+    """One line per problem, each naming the field's full path and the fix."""
+    found = []
     for error in exc.errors():
         path = ""
         for part in error["loc"]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-        message = error["msg"].removeprefix("Value error, ")
-        if message.startswith("[") and path:  # validators that point inside a list entry
-            path, message = path + message.split(":", 1)[0], message.split(":", 1)[1].strip()
         if error["type"] == "extra_forbidden":
-            message = "unknown field; remove it or check its spelling (see `albench schema`)"
-        elif error["type"] == "missing":
-            message = "required field is missing; add it (see `albench schema`)"
-        lines.append(f"  {path or '<root>'}: {message}")
+            found.append((path, "unknown field; remove it or check its spelling (see `albench schema`)"))
+            continue
+        if error["type"] == "missing":
+            found.append((path, "required field is missing; add it (see `albench schema`)"))
+            continue
+        for message in error["msg"].removeprefix("Value error, ").split(PROBLEMS):
+            found.append(_locate(path, message))
+    lines = [f"{source}: {len(found)} problem(s) in the config"]
+    lines.extend(f"  {path or '<root>'}: {message}" for path, message in found)
     return "\n".join(lines)
+
+
+_RELATIVE = re.compile(r"^(\[\d+\][\w.\[\]]*): (.*)$", re.DOTALL)
+_FROM_ROOT = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[\w]+)*): (.*)$", re.DOTALL)
+
+
+def _locate(path: str, message: str) -> tuple[str, str]:
+    """A validator's message that names where inside ``path`` (or, at the root, which field)."""
+    if path and (match := _RELATIVE.match(message)):
+        return path + match.group(1), match.group(2)
+    if not path and (match := _FROM_ROOT.match(message)):
+        return match.group(1), match.group(2)
+    return path, message
 
 
 def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
