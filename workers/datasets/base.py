@@ -64,8 +64,10 @@ row with neither counts as an empty text."""
 
 
 def one_line(exc: BaseException) -> str:
-    """A library's error message on one line (a reason inside a ``DatasetError``)."""
-    return " ".join(str(exc).split()).rstrip(".") or type(exc).__name__
+    """A library's error message on one line, control characters blanked (a reason inside a
+    ``DatasetError``)."""
+    printable = "".join(c if c.isprintable() else " " for c in str(exc))
+    return " ".join(printable.split()).rstrip(".") or type(exc).__name__
 
 
 Frames = tuple[pd.DataFrame, "pd.DataFrame | None"]

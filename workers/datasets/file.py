@@ -76,10 +76,10 @@ class FileSource(TabularSource):
         with _reading(at, path, problems, fix):
             try:
                 cols = self.columns(pd.read_csv(path, nrows=0).columns, where, str(path))
-            except DatasetError:  # the first bytes of a binary file can pass for a header
+                return pd.read_csv(path, usecols=cols)
+            except (DatasetError, *problems):  # binary bytes can also pass for a wrong header
                 _refuse_binary(path, at, fix)
                 raise
-            return pd.read_csv(path, usecols=cols)
 
     def _csv_fix(self) -> str:
         return (f"save it as UTF-8 CSV with a header row naming {self.text_column!r} and "
@@ -98,12 +98,13 @@ def _reading(at: str, path: Path, problems: dict, fix: str) -> Iterator[None]:
 
 
 def _refuse_binary(path: Path, at: str, fix: str) -> None:
-    """Raise when a .csv file starts like a binary file: Parquet, NUL bytes or invalid UTF-8."""
+    """Raise when a .csv file does not start like UTF-8 text: Parquet, NUL bytes, bad UTF-8."""
     with path.open("rb") as f:
         head = f.read(_SNIFF_BYTES)
     if head.startswith(b"PAR1"):
         raise DatasetError(f"{at}: {path} is a Parquet file, not CSV; rename it .parquet")
     if b"\0" in head:
-        raise DatasetError(f"{at}: {path} is not a text file (it holds NUL bytes); {fix}")
-    with _reading(at, path, {UnicodeDecodeError: "is not a text file"}, fix):
+        raise DatasetError(
+            f"{at}: {path} is not UTF-8 text: it holds NUL bytes (binary data, or UTF-16); {fix}")
+    with _reading(at, path, {UnicodeDecodeError: "is not UTF-8 text"}, fix):
         codecs.getincrementaldecoder("utf-8")().decode(head)  # a cut-off last character passes
