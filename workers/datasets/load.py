@@ -22,13 +22,15 @@ def load_dataset(spec: DatasetSpec, cache_dir: Path | None = None) -> TextDatase
     src, where = spec.source, f"datasets[{spec.name}]"
     train, test = src.frames(where, Path(cache_dir or default_cache_dir()))
 
-    train = _clean(train)
+    rows: dict[str, int] = {}
+    dropped: dict[str, dict[str, int]] = {}
+    train = _clean(train, "train", rows, dropped)
     if len(train) == 0:
         raise DatasetError(f"{where}: the train split has no rows with a text and a label")
     if test is None:
         train, test = _split(train, src.held_out_fraction(), spec.split_seed, where)
     else:
-        test = _clean(test)
+        test = _clean(test, "test", rows, dropped)
         if len(test) == 0:
             raise DatasetError(f"{where}: the test split has no rows with a text and a label")
     if spec.subsample is not None:
@@ -45,10 +47,11 @@ def load_dataset(spec: DatasetSpec, cache_dir: Path | None = None) -> TextDatase
             "least 2 classes — check label_column or the subsample"
         )
     return _make(spec.name, train["text"].tolist(), train_codes, test["text"].tolist(),
-                 test_codes, names.tolist())
+                 test_codes, names.tolist(), rows, dropped)
 
 
-def _make(name, train_texts, train_codes, test_texts, test_codes, label_names) -> TextDataset:
+def _make(name, train_texts, train_codes, test_texts, test_codes, label_names, source_rows,
+          dropped) -> TextDataset:
     train_labels = np.ascontiguousarray(train_codes, dtype=np.int64)
     test_labels = np.ascontiguousarray(test_codes, dtype=np.int64)
     payload = json.dumps(
@@ -61,7 +64,7 @@ def _make(name, train_texts, train_codes, test_texts, test_codes, label_names) -
     for arr in (train_labels, test_labels):
         arr.setflags(write=False)
     return TextDataset(name, train_texts, train_labels, test_texts, test_labels, label_names,
-                       fingerprint)
+                       fingerprint, source_rows, dropped)
 
 
 def _label_strings(labels: pd.Series) -> pd.Series:
@@ -71,9 +74,18 @@ def _label_strings(labels: pd.Series) -> pd.Series:
     return labels.astype(str)
 
 
-def _clean(frame: pd.DataFrame) -> pd.DataFrame:
-    """Keep rows with a non-blank text and a label; text and label become str."""
-    frame = frame[~blank(frame["text"]) & frame["label"].notna()]
+def _clean(frame: pd.DataFrame, split: str, rows: dict, dropped: dict) -> pd.DataFrame:
+    """Keep rows with a non-blank text and a label; text and label become str.
+
+    Records the split's rows in ``rows[split]`` and, when any go, the dropped rows by reason in
+    ``dropped[split]`` (``TextDataset.source_rows`` and ``dropped``).
+    """
+    no_text, has_label = blank(frame["text"]), frame["label"].notna()
+    counts = {"empty text": int(no_text.sum()), "missing label": int((~no_text & ~has_label).sum())}
+    rows[split] = len(frame)
+    if any(counts.values()):
+        dropped[split] = {reason: n for reason, n in counts.items() if n}
+    frame = frame[~no_text & has_label]
     return pd.DataFrame({"text": frame["text"].astype(str).to_numpy(object),
                          "label": _label_strings(frame["label"]).to_numpy(object)})
 
