@@ -48,8 +48,8 @@ CASES = [
      r"  embedders\[2\]: duplicate entry 'tfidf' \(also embedders\[0\]\); give each a unique name"),
     ("two bad parameters of one strategy",
      lambda c: c["strategies"].append({"name": "dropquery", "params": {"n_drops": 0, "drop_rate": 2}}),
-     r"  strategies\[2\]\.params\.n_drops: must be an int >= 1, got 0 \(query strategy 'dropquery'\)\n"
-     r"  strategies\[2\]\.params\.drop_rate: must be a number > 0\.0 and < 1\.0, got 2"),
+     (r"  strategies\[2\]\.params\.n_drops: must be an int >= 1, got 0 \(query strategy 'dropquery'\)\n"
+      r"  strategies\[2\]\.params\.drop_rate: must be a number > 0\.0 and < 1\.0, got 2")),
     ("problems in two strategies", lambda c: c["strategies"].extend([{"name": "badgee"}, {"name": "x"}]),
      r"2 problem\(s\).*\n  strategies\[2\]\.name: unknown.*\n  strategies\[3\]\.name: unknown query strategy 'x'"),
     ("bad name characters", lambda c: c["datasets"][0].update(name="my data/set"),
