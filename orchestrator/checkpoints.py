@@ -67,8 +67,8 @@ class CheckpointStore:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 raise GridLockedError(
-                    f"another albench run is using {self.root} (its lock {LOCK_NAME} is held); "
-                    "wait for it to end, or give this config its own store.checkpoints"
+                    f"another albench run is running this grid (it holds {self.root / LOCK_NAME}); "
+                    "wait for it to end, or stop it"
                 ) from None
             handle.seek(0)
             handle.truncate()

@@ -1,11 +1,18 @@
-"""The ``albench`` command line: run, embed, status, validate, schema, ui."""
+"""The ``albench`` command line: run, embed, status, validate, schema, ui.
+
+Every expected failure is one clear message and a non-zero exit code (2 for bad input, before
+anything is written). An unexpected one says so, keeps its traceback in a log file instead of
+the screen, and says where to report it.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
-import subprocess
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import typer
@@ -13,12 +20,14 @@ import typer
 from orchestrator.config import ConfigError, ExperimentConfig, config_schema, load_config
 from orchestrator.console import Reporter, describe
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark active-learning strategies on frozen text embeddings.")
 reporter = Reporter()
 EXIT_CONFIG = 2
 EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70
+ISSUES_URL = "https://github.com/albench/albench/issues"
 
 
 def _or_exit(step, argument):
@@ -34,16 +43,25 @@ def _load(path: Path) -> ExperimentConfig:
     return _or_exit(load_config, path)
 
 
-def _plan(config: ExperimentConfig):
+def _plan(config: ExperimentConfig, writing: bool = True):
     from orchestrator.grid import prepare_plan
 
-    return _or_exit(prepare_plan, config)
+    plan = _or_exit(lambda c: prepare_plan(c, writing=writing), config)
+    for warning in plan.warnings:
+        reporter.warn(f"warning: {warning}")
+    return plan
 
 
-def _tracker(config: ExperimentConfig):
-    from orchestrator.tracking import open_tracker
+def _tracker(config: ExperimentConfig, create: bool = True):
+    """The config's tracker; a tracking URI that cannot work exits 2 with the fix."""
+    from orchestrator.tracking import TrackingURIError, open_tracker
 
-    return open_tracker(config.tracking.uri, config.experiment_name, config.tracking.backend)
+    try:
+        return open_tracker(config.tracking.uri, config.experiment_name, config.tracking.backend,
+                            create=create)
+    except TrackingURIError as exc:
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 @app.command()
@@ -95,6 +113,7 @@ def run(
     from orchestrator.checkpoints import GridLockedError
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
+    from orchestrator.tracking import GridHeldError
 
     config = _load(config_path)
     plan = _plan(config)
@@ -102,7 +121,7 @@ def run(
     try:
         summary = run_grid(plan, tracker, reporter, force=force, rerun_failed=rerun_failed,
                            sigterm_as_interrupt=True)
-    except GridLockedError as exc:
+    except (GridLockedError, GridHeldError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     except KeyboardInterrupt:
@@ -135,7 +154,8 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
-    plan = _plan(config)
+    plan = _plan(config, writing=False)
+    tracker = _tracker(config, create=False)  # a read-only command creates no store, no experiment
     checkpoints = CheckpointStore(config.store.checkpoints)
     cycles = {}
     for key in checkpoints.trial_keys():
@@ -145,8 +165,8 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     store = EmbeddingStore(config.store.path)
     stored = {(j.dataset_name, j.embedder.name): store.has(j.dataset_name, j.embedder.name, j.key)
               for j in plan.jobs}
-    driver_running = checkpoints.locked()
-    result = grid_status(plan.trials, _tracker(config).trial_runs(), driver_running=driver_running,
+    driver_running = checkpoints.locked() or tracker.lease_holder() is not None
+    result = grid_status(plan.trials, tracker.trial_runs(), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)
     reporter.show(result.table)
     totals = result.totals
@@ -178,11 +198,18 @@ def ui(
     workers: int = typer.Option(1, help="Server worker processes (one is plenty for one user)."),
 ) -> None:
     """Open the MLflow UI on the config's tracking store (default sqlite:///mlflow.db)."""
+    from orchestrator.ui import PortBusyError, serve
+
     uri = _load(config_path).tracking.uri if config_path else "sqlite:///mlflow.db"
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", host, "--port", str(port), "--workers", str(workers)]
     reporter.say(f"MLflow UI on http://{host}:{port} ({uri})")
-    raise typer.Exit(subprocess.call(command, env={**os.environ}))
+    try:
+        code = serve(uri, host, port, workers)
+    except PortBusyError as exc:
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
+    if code not in (0, 130, 143):
+        reporter.error(f"the MLflow UI stopped (exit code {code}); its output above says why")
+    raise typer.Exit(code)
 
 
 def _first_line(text: str) -> str:
@@ -190,7 +217,32 @@ def _first_line(text: str) -> str:
 
 
 def main() -> None:
-    app()
+    """The ``albench`` entry point."""
+    try:
+        app(standalone_mode=True)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: log, say where, exit
+        log = _internal_error_log(exc)
+        reporter.error(f"internal error: {type(exc).__name__}: {exc}")
+        reporter.say(f"This is a bug in albench, not in your input. The traceback is in {log}; "
+                     f"please report it at {ISSUES_URL} with that file.")
+        sys.exit(EXIT_INTERNAL)
+
+
+def _internal_error_log(exc: BaseException) -> Path:
+    """Write the traceback where the user can find it (``$ALBENCH_LOG_DIR``, else ./.albench/logs)."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    lines = traceback.format_exception(exc)
+    for folder in (os.environ.get("ALBENCH_LOG_DIR"), ".albench/logs", tempfile.gettempdir()):
+        if not folder:
+            continue
+        try:
+            path = Path(folder).absolute() / f"albench-error-{stamp}-{os.getpid()}.log"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"albench {' '.join(sys.argv[1:])}\n\n" + "".join(lines))
+            return path
+        except OSError:
+            continue
+    return Path("(no writable folder for the log)")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ and trial keys.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from orchestrator import preflight
 from orchestrator.config import ConfigError, ExperimentConfig
 from workers.datasets import DatasetError, TextDataset, load_dataset
 from workers.embedders import EmbedderError, resolve_model
@@ -26,11 +27,18 @@ class Plan:
     datasets: dict[str, TextDataset]
     jobs: list[EmbeddingJob]
     trials: list[TrialSpec]
+    warnings: list[str] = field(default_factory=list)
+    """What albench works around (rows dropped, a device it falls back from): printed, run goes on."""
 
 
-def prepare_plan(config: ExperimentConfig) -> Plan:
-    """Load datasets, resolve embedders, check the protocol fits, expand the grid."""
-    problems: list[str] = []
+def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
+    """Load datasets, resolve embedders, check the protocol fits, expand the grid.
+
+    Every problem is collected before one ``ConfigError`` lists them all. ``writing``: also
+    check that results can be written (the tracking store, the store folders); read-only
+    commands (``status``) skip that.
+    """
+    problems: list[str] = preflight.problems(config) if writing else []
     datasets: dict[str, TextDataset] = {}
     for index, spec in enumerate(config.datasets):
         try:
@@ -43,6 +51,7 @@ def prepare_plan(config: ExperimentConfig) -> Plan:
             identities[spec.name] = resolve_model(spec).identity
         except EmbedderError as exc:
             problems.append(f"embedders[{index}] ({spec.name}): {exc}")
+    problems.extend(preflight.duplicate_problems(config, datasets, identities))
     protocol = config.protocol
     for name, data in datasets.items():
         pool = len(data.train_texts)
@@ -53,7 +62,8 @@ def prepare_plan(config: ExperimentConfig) -> Plan:
                 f"{pool} rows; lower protocol.cycles/budget or raise the dataset's subsample.train"
             )
     if problems:
-        raise ConfigError("\n".join(problems))
+        raise ConfigError(f"{len(problems)} problem(s), found before any work started:\n"
+                          + "\n".join(f"  {problem}" for problem in problems))
 
     jobs = [
         EmbeddingJob(
@@ -84,4 +94,5 @@ def prepare_plan(config: ExperimentConfig) -> Plan:
             config.datasets, config.embedders, config.initial_pools, config.strategies, config.seeds
         )
     ]
-    return Plan(config=config, datasets=datasets, jobs=jobs, trials=trials)
+    return Plan(config=config, datasets=datasets, jobs=jobs, trials=trials,
+                warnings=preflight.warnings(config, datasets))

@@ -38,24 +38,51 @@ def init_ray(num_cpus: int | None = None) -> None:
                  runtime_env=runtime_env)
 
 
+class _Interrupts:
+    """SIGINT and SIGTERM as ``KeyboardInterrupt``, held back inside ``critical`` blocks."""
+
+    depth = 0
+    pending = False
+
+    @classmethod
+    def handler(cls, signum, frame):
+        if cls.depth:
+            cls.pending = True
+            return
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def sigterm_raises_keyboard_interrupt(enabled: bool = True):
-    """SIGTERM (docker stop, a batch scheduler) stops the block like Ctrl-C does.
+    """SIGTERM (docker stop, a batch scheduler) stops the block like Ctrl-C does, and neither
+    lands inside a ``critical`` block (it is raised when the block ends).
 
     Installed after ``ray.init``, which puts its own SIGTERM handler (abort) in place.
     """
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {sig: signal.signal(sig, _Interrupts.handler) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _Interrupts.pending = False
+
+
+@contextlib.contextmanager
+def critical():
+    """A step that must not be cut in two by Ctrl-C or SIGTERM (a run created but its id not
+    yet known, say): an interrupt that arrives meanwhile is raised once the step is done."""
+    _Interrupts.depth += 1
+    try:
+        yield
+    finally:
+        _Interrupts.depth -= 1
+    if not _Interrupts.depth and _Interrupts.pending:
+        _Interrupts.pending = False
+        raise KeyboardInterrupt
 
 
 def task_error(exc: ray.exceptions.RayTaskError) -> BaseException:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from orchestrator.tracking import ERROR_TAG, TrialRun
 from workers.specs import TrialSpec
@@ -27,7 +28,7 @@ def auc_table(trials: list[TrialSpec], runs: dict[str, TrialRun], metric: str = 
     for (dataset, embedder, pool, strategy), values in sorted(cells.items()):
         shown = (f"{np.mean(values):.4f} +- {np.std(values, ddof=1) if len(values) > 1 else 0:.4f}"
                  if values else "-")
-        table.add_row(dataset, embedder, pool, strategy, shown, str(len(values)))
+        table.add_row(*_literal(dataset, embedder, pool, strategy, shown, str(len(values))))
     return table
 
 
@@ -86,7 +87,12 @@ def grid_status(trials: list[TrialSpec], runs: dict[str, TrialRun], *, driver_ru
         row = [dataset, embedder, *(str(c[k]) for k in STATES)]
         if stored is not None:
             row.append("embedded" if stored.get((dataset, embedder)) else "missing")
-        table.add_row(*row)
+        table.add_row(*_literal(*row))
         for k in STATES:
             totals[k] += c[k]
     return GridStatus(table, totals, failed, interrupted)
+
+
+def _literal(*cells: str) -> list[Text]:
+    """Table cells printed as they are (a name like ``[red]`` is not rich markup)."""
+    return [Text(cell) for cell in cells]

@@ -16,6 +16,7 @@ from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
 from orchestrator.resume import open_run, select_trials
 from orchestrator.tracking import Tracker
+from orchestrator.tracking.base import Lease
 from orchestrator.trajectory_stage import RunSummary, actor_count, run_trajectories
 from orchestrator.trial_log import Recording
 from workers.store import EmbeddingStore
@@ -34,25 +35,38 @@ def run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, *, force: bool = 
     """
     config = plan.config
     checkpoints = CheckpointStore(config.store.checkpoints)
+    lease = tracker.lease()
     with checkpoints.lock():
-        summary = RunSummary()
-        reporter.grid(config.name, len(plan.trials), len(plan.jobs))
-        existing = tracker.trial_runs()
-        todo, summary.skipped = select_trials(plan.trials, existing, force=force, rerun_failed=rerun_failed)
-        if force:  # every forced trial gets a new run
-            for trial in todo:
-                existing.pop(trial.trial_key, None)
-        if summary.skipped:
-            chosen = {t.trial_key for t in todo}
-            failed = sum(1 for t in plan.trials if t.trial_key not in chosen
-                         and t.trial_key in existing and existing[t.trial_key].status == "FAILED")
-            reporter.skipped(summary.skipped - failed, failed)
-        if not todo:
-            return summary
-        init_ray()  # only now: a grid with nothing left to do never starts Ray
-        with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
-            _run(plan, Recording(tracker, checkpoints, existing, retire_older=force), todo, reporter, summary)
+        lease.acquire()  # where the results live: two drivers cannot both win, on any machines
+        try:
+            return _run_grid(plan, tracker, reporter, checkpoints, lease, force=force,
+                             rerun_failed=rerun_failed, sigterm_as_interrupt=sigterm_as_interrupt)
+        finally:
+            lease.release()
+
+
+def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: CheckpointStore, lease: Lease, *,
+              force: bool, rerun_failed: bool, sigterm_as_interrupt: bool) -> RunSummary:
+    config = plan.config
+    summary = RunSummary()
+    reporter.grid(config.name, len(plan.trials), len(plan.jobs))
+    existing = tracker.trial_runs()
+    todo, summary.skipped = select_trials(plan.trials, existing, force=force, rerun_failed=rerun_failed)
+    if force:  # every forced trial gets a new run
+        for trial in todo:
+            existing.pop(trial.trial_key, None)
+    if summary.skipped:
+        chosen = {t.trial_key for t in todo}
+        failed = sum(1 for t in plan.trials if t.trial_key not in chosen
+                     and t.trial_key in existing and existing[t.trial_key].status == "FAILED")
+        reporter.skipped(summary.skipped - failed, failed)
+    if not todo:
         return summary
+    init_ray()  # only now: a grid with nothing left to do never starts Ray
+    with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
+        _run(plan, Recording(tracker, checkpoints, existing, retire_older=force, lease=lease),
+             todo, reporter, summary)
+    return summary
 
 
 def _run(plan: Plan, recording: Recording, todo, reporter: Reporter, summary: RunSummary) -> None:

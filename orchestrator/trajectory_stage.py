@@ -17,6 +17,7 @@ import ray
 
 from orchestrator.actor_pool import ActorPool, Failed, Finished, Lost, Streamed
 from orchestrator.console import Reporter
+from orchestrator.ray_runtime import critical
 from orchestrator.trial_log import Recording, TrialLog
 from workers.specs import TrialSpec
 from workers.trajectory import TrialData
@@ -50,7 +51,8 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                      resources, reporter: Reporter, summary: RunSummary) -> None:
     """Run ``trials`` to the end (or to their failure) on a pool of actors."""
     pool = ActorPool(data, size=actor_count(resources), cpus=resources.cpus_per_trajectory)
-    queue: deque[TrialLog] = deque(TrialLog(trial, recording) for trial in trials)
+    logs = [TrialLog(trial, recording) for trial in trials]
+    queue: deque[TrialLog] = deque(logs)
     pool.start(len(trials))
     last_flush = time.monotonic()
     warned = False
@@ -59,18 +61,21 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
             while queue or pool.busy:
                 while pool.has_idle and queue:
                     log = queue.popleft()
-                    pool.submit(log, log.trial, log.begin())
+                    with critical():  # a run opened is a run the driver knows
+                        pool.submit(log, log.trial, log.begin())
                 for outcome in pool.wait(timeout=FLUSH_SECONDS):
                     log = outcome.ticket
                     if isinstance(outcome, Streamed):
                         log.add(outcome.record)
                         continue
                     if isinstance(outcome, Finished):
-                        log.finish()
+                        with critical():  # FINISHED, and its checkpoint gone, together
+                            log.finish()
                         summary.finished += 1
                     elif isinstance(outcome, Failed):
-                        log.flush()
-                        _fail(log, outcome.error, outcome.trace, summary)
+                        with critical():
+                            log.flush()
+                            _fail(log, outcome.error, outcome.trace, summary)
                     elif isinstance(outcome, Lost):
                         log.flush()
                         log.restarts += 1
@@ -87,15 +92,18 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                     warned = True
                     reporter.waiting_for_actors(len(queue), resources.cpus_per_trajectory)
                 if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                    recording.check_lease()
                     for log in pool.running():
                         log.flush()
                     last_flush = time.monotonic()
         except KeyboardInterrupt:
+            # Every run this session opened and did not end is marked KILLED, also one whose
+            # trial was between its actors (just opened, or back in the queue after a lost worker).
             summary.interrupted = True
-            running = pool.running()
             pool.close()
-            for log in running:
-                log.interrupt()
+            for log in logs:
+                if log.open:
+                    log.interrupt()
             raise
         finally:
             pool.close()

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from orchestrator.checkpoints import CheckpointStore
 from orchestrator.results import SUMMARY_SOURCES, summarize
 from orchestrator.resume import open_run, usable_checkpoint
-from orchestrator.tracking import Tracker, TrialRun
+from orchestrator.tracking import GridHeldError, Tracker, TrialRun
+from orchestrator.tracking.base import Lease
 from workers.specs import TrialSpec
 from workers.trajectory import Checkpoint, CycleRecord
 
@@ -32,6 +33,14 @@ class Recording:
     """The trial runs the tracker held when the session started, by trial key."""
     retire_older: bool = False
     """``--force``: older runs of a key are retired once its new run finishes."""
+    lease: Lease | None = None
+    """The grid's lease; once another driver took it over, this one must not write again."""
+
+    def check_lease(self) -> None:
+        """Raise ``GridHeldError`` when the lease was lost (nothing more may be written)."""
+        if self.lease is not None and self.lease.lost.is_set():
+            raise GridHeldError("another albench run took this grid over (its lease in the "
+                                "tracking store); this driver stopped without writing more")
 
 
 class TrialLog:
@@ -46,6 +55,8 @@ class TrialLog:
         """Times its trajectory worker died under it."""
         self.supersedes = False
         self.buffer: list[CycleRecord] = []
+        self.closed = False
+        """Finished or failed in this session (an interrupt leaves it alone)."""
 
     def begin(self) -> Checkpoint | None:
         """Open the trial's run (on first use) and return the checkpoint to resume from.
@@ -96,12 +107,19 @@ class TrialLog:
         tracker = self.recording.tracker
         summary = summarize({metric: tracker.curve(self.run_id, metric) for metric in SUMMARY_SOURCES})
         tracker.finish(self.run_id, summary, int(time.time() * 1000))
+        self.closed = True
         if self.supersedes:
             tracker.retire_others(self.trial.trial_key, self.run_id)
         self.recording.checkpoints.remove(self.trial.trial_key)
 
     def fail(self, error: str, trace: str) -> None:
         self.recording.tracker.fail(self.run_id, error, trace or error)
+        self.closed = True
+
+    @property
+    def open(self) -> bool:
+        """Its run is RUNNING in this session: it started and neither finished nor failed."""
+        return self.run_id is not None and not self.closed
 
     def interrupt(self) -> None:
         """After Ctrl-C or SIGTERM: log what was streamed, mark the run KILLED (it resumes).

@@ -15,7 +15,9 @@ from orchestrator.tracking.base import (
     ERROR_TAG,
     GROUP_TAG,
     TRIAL_KEY_TAG,
+    GridHeldError,
     Tracker,
+    TrackingURIError,
     TrialRun,
     best_runs,
     trial_params,
@@ -30,13 +32,29 @@ def backend_names() -> list[str]:
                   if m.name.endswith(_SUFFIX))
 
 
-def open_tracker(uri: str, experiment: str, backend: str = "mlflow") -> Tracker:
-    """The experiment's tracker on ``backend`` (created when it does not exist yet)."""
+def open_tracker(uri: str, experiment: str, backend: str = "mlflow", *, create: bool = True) -> Tracker:
+    """The experiment's tracker on ``backend``, created when it does not exist yet; with
+    ``create=False`` (read-only commands) a missing store or experiment reads as empty.
+
+    A URI the backend cannot use raises ``TrackingURIError`` (a ValueError naming
+    ``tracking.uri`` and the fix) before anything is created.
+    """
     if backend not in backend_names():
         raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(backend_names())}")
     module = importlib.import_module(f"{__name__}.{backend}{_SUFFIX}")
-    return module.open_backend(uri, experiment)
+    return module.open_backend(uri, experiment, create)
 
 
-__all__ = ["ERROR_TAG", "GROUP_TAG", "TRIAL_KEY_TAG", "Tracker", "TrialRun", "backend_names",
-           "best_runs", "open_tracker", "trial_params"]
+__all__ = [
+    "ERROR_TAG",
+    "GROUP_TAG",
+    "TRIAL_KEY_TAG",
+    "GridHeldError",
+    "Tracker",
+    "TrackingURIError",
+    "TrialRun",
+    "backend_names",
+    "best_runs",
+    "open_tracker",
+    "trial_params",
+]

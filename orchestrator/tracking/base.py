@@ -18,6 +18,27 @@ TRIAL_KEY_TAG = "albench.trial_key"
 GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
 
+class TrackingURIError(ValueError):
+    """``tracking.uri`` cannot be used; the message names the field and the fix."""
+
+
+class GridHeldError(RuntimeError):
+    """Another live driver holds the grid (its lease in the tracking store)."""
+
+
+class Lease(Protocol):
+    """One driver per grid: taken before any work, renewed while it runs, released at the end."""
+
+    lost: object
+    """Set (``lost.is_set()``) when another driver took the lease over: stop writing at once."""
+
+    def acquire(self) -> None:
+        """Take the lease, or raise ``GridHeldError`` naming the driver that holds it."""
+        ...
+
+    def release(self) -> None: ...
+
+
 Curve = list[tuple[int, float]]
 """(step, value) points, ascending by step."""
 
@@ -95,7 +116,15 @@ class Tracker(Protocol):
         """run id -> metric -> points, for many runs at once (bulk where the backend can)."""
         ...
 
+    def lease_holder(self) -> str | None:
+        """The driver holding the grid's lease right now (host:pid:start), or None."""
+        ...
+
     # writing
+    def lease(self) -> Lease:
+        """The grid's lease for this driver (not yet taken)."""
+        ...
+
     def start_trial(self, trial: TrialSpec) -> str:
         """A new RUNNING run with the trial's params and key; its id."""
         ...

@@ -11,17 +11,22 @@ import time
 from collections.abc import Iterable
 
 from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from sqlalchemy.exc import SQLAlchemyError
 
 from orchestrator.tracking.base import (
     ERROR_TAG,
     GROUP_TAG,
     TRIAL_KEY_TAG,
     Curve,
+    TrackingURIError,
     TrialRun,
     best_runs,
     trial_params,
 )
+from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
+from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -68,13 +73,41 @@ class _LockRetryingClient:
 class MlflowTracker:
     """Writes and reads the runs of one MLflow experiment (implements ``Tracker``)."""
 
-    def __init__(self, uri: str, experiment: str) -> None:
-        self._mlflow = MlflowClient(tracking_uri=uri)
-        self.client = _LockRetryingClient(self._mlflow)
+    def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
+        """``create=False`` (read-only commands): a missing store or experiment is read as empty
+        and is not created."""
+        check_uri(uri)
         self.uri = uri
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment = experiment
+        self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
+        self._mlflow: MlflowClient | None = None
+        self.client = _LockRetryingClient(None)
+        if not create and not store_exists(uri):
+            return  # read as empty; an MlflowClient would create the file
+        try:
+            with creation_lock(uri):  # MLflow creates and migrates the schema on first use
+                self._mlflow = self.client._client = MlflowClient(tracking_uri=uri)
+                found = self.client.get_experiment_by_name(experiment)
+                if found is not None:
+                    self.experiment_id = found.experiment_id
+                elif create:
+                    self.experiment_id = self._create_experiment(experiment)
+        except (MlflowException, SQLAlchemyError) as exc:
+            reason = " ".join(str(exc).split())[:400]
+            raise TrackingURIError(
+                f"tracking.uri: {uri!r} cannot be opened as an MLflow tracking store ({reason}); fix: "
+                "point tracking.uri at an MLflow database or server (move a damaged file away: a new "
+                "one is created)") from None
+
+    def _create_experiment(self, name: str) -> str:
+        try:
+            return self.client.create_experiment(name)
+        except MlflowException as exc:  # another driver created it a moment ago (a server)
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise exc from None
+            return found.experiment_id
 
     @property
     def store(self):
@@ -93,6 +126,8 @@ class MlflowTracker:
 
     def all_trial_runs(self, trial_key: str | None = None) -> list[TrialRun]:
         """Every live trial run (of one key, when given), read in pages of 5000."""
+        if self.experiment_id is None:
+            return []
         filter_string = (f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'" if trial_key is not None
                          else f"tags.`{TRIAL_KEY_TAG}` != ''")
         found: list[TrialRun] = []
@@ -108,6 +143,11 @@ class MlflowTracker:
             if not token:
                 return found
 
+    def lease_holder(self) -> str | None:
+        if self.experiment_id is None:
+            return None
+        return live_holder(self.client, self.experiment)
+
     def logged_points(self, run_id: str, metrics: Iterable[str]) -> dict[str, set[int]]:
         """Steps already in MLflow, per metric (a resumed run logs only the others)."""
         return {name: {m.step for m in self.client.get_metric_history(run_id, name)} for name in metrics}
@@ -121,6 +161,8 @@ class MlflowTracker:
         other stores (a server) one history call per run and metric."""
         metrics = list(metrics)
         result: dict[str, dict[str, Curve]] = {run_id: {m: [] for m in metrics} for run_id in run_ids}
+        if not run_ids:
+            return result
         bulk = getattr(self.store, "get_metric_history_bulk", None)
         if bulk is None:
             for run_id in run_ids:
@@ -139,6 +181,9 @@ class MlflowTracker:
         return result
 
     # ------------------------------------------------------------------------------ writing
+    def lease(self) -> MlflowLease:
+        return MlflowLease(self.client, self.experiment)
+
     def parent_run(self, dataset: str, embedder: str) -> str:
         """The run grouping every trial of one (dataset, embedder) cell."""
         group = f"{dataset} / {embedder}"
@@ -226,5 +271,5 @@ class MlflowTracker:
         self.client.set_terminated(run_id, status)
 
 
-def open_backend(uri: str, experiment: str) -> MlflowTracker:
-    return MlflowTracker(uri, experiment)
+def open_backend(uri: str, experiment: str, create: bool = True) -> MlflowTracker:
+    return MlflowTracker(uri, experiment, create)

@@ -1,0 +1,102 @@
+"""Checks of an MLflow tracking URI that answer in a second, before MLflow is asked anything.
+
+MLflow itself retries a database it cannot create for minutes, creates missing folders, and
+fails on an unknown scheme with a model-registry message; these checks say what is wrong with
+``tracking.uri`` and how to fix it instead. SQLite files are also created and migrated under a
+file lock, so two commands started together on a fresh store do not both run MLflow's schema
+creation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from orchestrator.tracking.base import TrackingURIError
+
+SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
+"""What MLflow 3 can track to (``file:`` needs MLFLOW_ALLOW_FILE_STORE and is not offered)."""
+SERVER_TIMEOUT_SECONDS = 5.0
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (relative to the working directory), else None."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return None if database in (None, "", ":memory:") else Path(database)
+
+
+def check_uri(uri: str) -> None:
+    """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, SQLite folder, server)."""
+    scheme = urlparse(uri).scheme.split("+")[0]
+    if scheme not in SCHEMES:
+        raise TrackingURIError(
+            f"tracking.uri: {uri!r} has the scheme {scheme or '(none)'!r}, which MLflow cannot track "
+            f"to; fix: use one of {', '.join(s + '://' for s in SCHEMES)} (e.g. sqlite:///mlflow.db)")
+    path = sqlite_path(uri)
+    if path is not None:
+        _check_sqlite(uri, path)
+    elif scheme in ("http", "https"):
+        _check_server(uri)
+
+
+def _check_sqlite(uri: str, path: Path) -> None:
+    where = path.absolute()
+    if where.is_dir():
+        raise TrackingURIError(f"tracking.uri: {uri!r} names the folder {where}, not a database "
+                               "file; fix: add a file name, e.g. sqlite:///mlflow.db")
+    if where.exists():
+        return
+    existing = next(p for p in where.parents if p.exists())
+    if not existing.is_dir():
+        raise TrackingURIError(f"tracking.uri: {uri!r} puts the database under {existing}, which is "
+                               "a file, not a folder; fix: choose a path in a folder")
+    try:  # root passes every permission check: only a real write tells
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise TrackingURIError(f"tracking.uri: the database {where} cannot be created: {existing} is "
+                               f"not writable ({exc.strerror}); fix: choose a writable folder") from None
+
+
+def _check_server(uri: str) -> None:
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_SECONDS):
+            return
+    except urllib.error.HTTPError:
+        return  # something answers (a proxy that guards /health, an older server): let MLflow speak
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingURIError(
+            f"tracking.uri: no MLflow server answers at {uri} ({reason}); fix: start it "
+            "(mlflow server --backend-store-uri ... --host 127.0.0.1) or correct the URI") from None
+
+
+@contextlib.contextmanager
+def creation_lock(uri: str) -> Iterator[None]:
+    """Held while an SQLite store is created or migrated (no-op for other stores)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.absolute().parent.mkdir(parents=True, exist_ok=True)
+    lock = path.absolute().with_name(f".{path.name}.albench-init.lock")
+    with open(lock, "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        yield
+
+
+def store_exists(uri: str) -> bool:
+    """False only for an SQLite file that does not exist yet (read-only commands create none)."""
+    path = sqlite_path(uri)
+    return path is None or os.path.exists(path)

@@ -1,0 +1,71 @@
+"""``albench ui``: the MLflow UI as a child process that lives and dies with albench.
+
+The port is checked before the server starts (a busy port is a clear error, not a server that
+fails after printing a banner); SIGTERM or Ctrl-C to albench stops the server and everything it
+started (its process group), so no orphan keeps serving the port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+STOP_SECONDS = 20.0
+
+
+class PortBusyError(OSError):
+    """The UI's port is taken on that interface."""
+
+
+def check_port(host: str, port: int) -> None:
+    """Raise ``PortBusyError`` unless ``host:port`` can be bound now."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds it
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise PortBusyError(f"port {port} on {host} is in use ({exc.strerror}); fix: stop what "
+                                f"serves it, or choose another with --port") from None
+
+
+def serve(uri: str, host: str, port: int, workers: int) -> int:
+    """Run the MLflow UI until it ends or albench is told to stop; its exit code."""
+    check_port(host, port)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", host, "--port", str(port), "--workers", str(workers)]
+    server = subprocess.Popen(command, env={**os.environ}, start_new_session=True)
+    stopping = []
+
+    def stop(signum, frame):
+        stopping.append(signum)
+        _stop_group(server)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        code = server.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _stop_group(server)
+    if stopping:
+        return 128 + stopping[0]
+    return code or 1  # the server never ends by itself while it serves: that is a failure
+
+
+def _stop_group(server: subprocess.Popen) -> None:
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        server.wait(timeout=STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+    try:  # workers the server forked may outlive it in the group
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
