@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 
 STOP_SECONDS = 20.0
 
@@ -37,35 +38,31 @@ def serve(uri: str, host: str, port: int, workers: int) -> int:
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
     server = subprocess.Popen(command, env={**os.environ}, start_new_session=True)
-    stopping = []
+    stopping: list[tuple[int, float]] = []
 
-    def stop(signum, frame):
-        stopping.append(signum)
-        _stop_group(server)
+    def stop(signum, frame):  # only signal here: the loop below waits and escalates
+        if not stopping:
+            stopping.append((signum, time.monotonic()))
+            _signal_group(server, signal.SIGTERM)
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
-        code = server.wait()
+        while server.poll() is None:
+            if stopping and time.monotonic() - stopping[0][1] > STOP_SECONDS:
+                _signal_group(server, signal.SIGKILL)
+            time.sleep(0.1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        _stop_group(server)
-    if stopping:
-        return 128 + stopping[0]
-    return code or 1  # the server never ends by itself while it serves: that is a failure
-
-
-def _stop_group(server: subprocess.Popen) -> None:
-    try:
-        os.killpg(server.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        server.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
+        _signal_group(server, signal.SIGKILL)  # whatever the server forked and left behind
         server.wait()
-    try:  # workers the server forked may outlive it in the group
-        os.killpg(server.pid, signal.SIGKILL)
+    if stopping:
+        return 128 + stopping[0][0]
+    return server.returncode or 1  # the server never ends by itself while it serves: a failure
+
+
+def _signal_group(server: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(server.pid, sig)
     except ProcessLookupError:
         pass

@@ -110,3 +110,28 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# ------------------------------------------- long-grid fixtures (fault tolerance, one driver)
+
+
+@pytest.fixture(scope="session")
+def pool(tmp_path_factory) -> Path:
+    """A pool large enough for long trajectories (500 queries of one row)."""
+    root = tmp_path_factory.mktemp("ft-corpus")
+    write_corpus(root / "test.parquet", 120, seed=2)
+    return write_corpus(root / "train.parquet", 1000, seed=1)
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory) -> Path:
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("ft-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("ft-store") / "embeddings"

@@ -34,7 +34,7 @@ from orchestrator.config import parse_config
 from orchestrator.grid import prepare_plan
 from orchestrator.tracking import TRIAL_KEY_TAG, open_tracker
 from orchestrator.trial_log import CYCLE_METRICS
-from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config, write_corpus
+from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config
 from workers.embedding import embed_into_store
 from workers.store import EmbeddingStore
 
@@ -222,28 +222,6 @@ def mid_trajectory(workdir: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory) -> Path:
-    """A pool large enough for long trajectories (500 queries of one row)."""
-    root = tmp_path_factory.mktemp("ft-corpus")
-    write_corpus(root / "test.parquet", 120, seed=2)
-    return write_corpus(root / "train.parquet", 1000, seed=1)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("ft-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
-    return path
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("ft-store") / "embeddings"
 
 
 @pytest.fixture(scope="module")

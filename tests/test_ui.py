@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,8 +10,10 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 from tests.conftest import tiny_config, write_config
+from tests.test_fault_tolerance import descendants
 
 
 def _free_port() -> int:
@@ -45,6 +48,32 @@ def test_ui_serves_the_experiment_on_loopback(corpus, tmp_path):
         listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=False)
         if listening.returncode == 0:  # where ss exists: bound to loopback only
             assert listening.stdout.strip() and all("127.0.0.1" in line for line in listening.stdout.splitlines())
+
+        # a second UI on the same port: a clear error, not a server that fails after its banner
+        second = subprocess.run([sys.executable, "-m", "orchestrator.cli", "ui", "--port", str(port)],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
+        assert second.returncode == 2, second.stdout + second.stderr
+        assert f"error: port {port} on 127.0.0.1 is in use" in " ".join(second.stdout.split())
+
+        server = descendants(process.pid)
+        assert server, "albench ui started no server process"
+        os.kill(process.pid, signal.SIGTERM)  # albench alone, as a service manager stops it
+        assert process.wait(timeout=60) == 143
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(pid) for pid in server):
+            time.sleep(0.2)
+        assert not [pid for pid in server if _alive(pid)], "the MLflow server outlived albench ui"
+        with socket.socket() as probe:  # the port is free again
+            probe.bind(("127.0.0.1", port))
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
