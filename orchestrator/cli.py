@@ -138,6 +138,12 @@ def run(
                  f"{summary.skipped} (already done)" + (f"; {', '.join(notes)}" if notes else ""))
     for trial, error in summary.failed:
         reporter.tagged("FAILED", "red", f"{describe(trial)}: {_first_line(error)}")
+    if summary.single_class:
+        cycles = sum(n for _, n in summary.single_class)
+        first = summary.single_class[0]
+        reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
+                      "predicted one class for every test row (metric predicted_classes, tag "
+                      f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
     reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
                  f"(open it with: albench ui {config_path})")
     if summary.failed:

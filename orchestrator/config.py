@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES
 from workers.datasets import DatasetSpec
-from workers.specs import EmbedderSpec, LearnerSpec, ProtocolSpec, StrategySpec
+from workers.specs import EmbedderSpec, LearnerSpec, LogisticRegressionSpec, ProtocolSpec, StrategySpec
 
 
 class ConfigError(ValueError):
@@ -87,7 +87,8 @@ class ExperimentConfig(Section):
         description="Initial-pool selectors (name + params).",
     )
     strategies: list[StrategySpec] = Field(min_length=1, description="Query strategies.")
-    learner: LearnerSpec = Field(default_factory=LearnerSpec, description="The learner.")
+    learner: LearnerSpec = Field(default_factory=LogisticRegressionSpec,
+                                 description="The learner: logistic_regression (default) or mlp.")
     seeds: list[int] = Field(min_length=1, description="Seeds: one trial per seed per cell.")
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
@@ -125,6 +126,14 @@ class ExperimentConfig(Section):
                 where = [i for i, x in enumerate(labels) if x == label]
                 problems.append(f"{field}[{where[1]}]: duplicate entry {label!r} (also {field}[{where[0]}]); "
                                 "give each a unique name")
+        if self.learner.type != "logistic_regression":
+            from strategies import Need
+
+            for index, spec in enumerate(self.strategies):
+                if Need.HEAD in QUERY_STRATEGIES.get(spec.name).needs:
+                    problems.append(f"strategies[{index}]: {spec.name} needs a linear head, which "
+                                    f"learner.type {self.learner.type} has not; fix: remove it or "
+                                    "use learner.type: logistic_regression")
         if problems:
             raise ValueError(PROBLEMS.join(problems))
         return self
@@ -222,7 +231,9 @@ def parse_config(data: Any, source: str = "config") -> ExperimentConfig:
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config file; its relative paths are relative to its folder."""
+    from orchestrator.paths import resolve_paths
+
     path = Path(path)
     try:
         text = path.read_text()
@@ -232,7 +243,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    return parse_config(data, str(path))
+    return resolve_paths(parse_config(data, str(path)), path.parent)
 
 
 def config_schema() -> dict:

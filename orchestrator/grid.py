@@ -28,7 +28,10 @@ class Plan:
     jobs: list[EmbeddingJob]
     trials: list[TrialSpec]
     warnings: list[str] = field(default_factory=list)
-    """What albench works around (rows dropped, a device it falls back from): printed, run goes on."""
+    """What albench works around or doubts (rows dropped, a device it falls back from, protocol
+    checks): printed, the run goes on."""
+    dataset_warnings: dict[str, list[str]] = field(default_factory=dict)
+    """The warnings about each dataset's protocol, recorded as a tag of its trials' runs."""
 
 
 def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
@@ -55,11 +58,13 @@ def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
     protocol = config.protocol
     for name, data in datasets.items():
         pool = len(data.train_texts)
-        if protocol.final_labelled > pool:
+        held_out = protocol.validation.rows(pool) if protocol.validation is not None else 0
+        if protocol.final_labelled + held_out > pool:
+            validation = f" plus {held_out} validation rows" if held_out else ""
             problems.append(
                 f"protocol: {protocol.final_labelled} labelled rows at the end "
-                f"(initial_pool_size + cycles x query_size) exceed dataset {name!r}'s pool of "
-                f"{pool} rows; lower protocol.cycles/budget or raise the dataset's subsample.train"
+                f"(initial_pool_size + cycles x query_size){validation} exceed dataset {name!r}'s "
+                f"pool of {pool} rows; lower protocol.cycles/budget or raise the dataset's subsample.train"
             )
     if problems:
         raise ConfigError(f"{len(problems)} problem(s), found before any work started:\n"
@@ -94,5 +99,8 @@ def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
             config.datasets, config.embedders, config.initial_pools, config.strategies, config.seeds
         )
     ]
+    per_dataset = preflight.protocol_warnings(config, datasets)
     return Plan(config=config, datasets=datasets, jobs=jobs, trials=trials,
-                warnings=preflight.warnings(config, datasets))
+                warnings=preflight.warnings(config, datasets)
+                + [w for found in per_dataset.values() for w in found],
+                dataset_warnings=per_dataset)

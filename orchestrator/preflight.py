@@ -10,6 +10,8 @@ import importlib
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from orchestrator.config import ExperimentConfig
 from workers.datasets import TextDataset
 
@@ -80,6 +82,29 @@ def warnings(config: ExperimentConfig, datasets: dict[str, TextDataset]) -> list
     if config.resources.strategy_device == "cuda" and not _cuda_here():
         found.append("resources.strategy_device: cuda, but this machine sees no CUDA GPU; the "
                      "strategy kernels run on the CPU unless the trajectory workers have one")
+    return found
+
+
+def protocol_warnings(config: ExperimentConfig, datasets: dict[str, TextDataset]) -> dict[str, list[str]]:
+    """Per dataset: what makes its grid misleading, with the numbers. Classes that exist only in
+    the test split (no trial can label them: they cap accuracy and macro-F1 for every strategy
+    alike), and an initial pool smaller than the number of classes (the first learner cannot
+    have seen every class)."""
+    found: dict[str, list[str]] = {}
+    for name, data in datasets.items():
+        notes = []
+        only_test = np.setdiff1d(np.unique(data.test_labels), np.unique(data.train_labels))
+        if only_test.size:
+            rows = int(np.isin(data.test_labels, only_test).sum())
+            names = ", ".join(repr(data.label_names[c]) for c in only_test[:5])
+            notes.append(f"datasets[{name}]: {only_test.size} classes ({names}) appear only in the test "
+                         f"split ({rows} of {data.test_labels.size} test rows): no trial can label them")
+        size = config.protocol.initial_pool_size
+        if size < data.n_classes:
+            notes.append(f"datasets[{name}]: protocol.initial_pool_size {size} is smaller than its "
+                         f"{data.n_classes} classes: the first learner cannot have seen every class")
+        if notes:
+            found[name] = notes
     return found
 
 

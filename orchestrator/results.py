@@ -18,15 +18,17 @@ from orchestrator.tracking import Tracker, TrialRun
 from orchestrator.tracking.base import Curve
 from workers.metrics import normalized_auc
 from workers.specs import TrialSpec
+from workers.trajectory import CYCLE_METRICS
 
-SUMMARY_SOURCES = ("accuracy", "macro_f1", "query_seconds")
+SUMMARY_SOURCES = ("accuracy", "macro_f1", "query_seconds", "predicted_classes")
 """The curves a trial's summary is computed from."""
-CURVE_METRICS = ("accuracy", "macro_f1", "query_seconds", "fit_seconds")
+CURVE_METRICS = CYCLE_METRICS
 KEY_COLUMNS = ("trial_key", "dataset", "embedder", "initial_pool", "strategy", "seed")
 
 
 def summarize(curves: dict[str, Curve]) -> dict[str, float]:
-    """AUC and final value of accuracy and macro-F1, and the total query seconds."""
+    """AUC and final value of accuracy and macro-F1, the total query seconds, and the cycles in
+    which the learner predicted one class for every test row."""
     result: dict[str, float] = {}
     for metric in ("accuracy", "macro_f1"):
         steps = np.array([s for s, _ in curves[metric]], dtype=np.float64)
@@ -34,6 +36,7 @@ def summarize(curves: dict[str, Curve]) -> dict[str, float]:
         result[f"auc_{metric}"] = normalized_auc(steps, values)
         result[f"final_{metric}"] = float(values[-1])
     result["total_query_seconds"] = float(sum(v for _, v in curves["query_seconds"]))
+    result["single_class_cycles"] = float(sum(1 for _, v in curves.get("predicted_classes", []) if v == 1))
     return result
 
 

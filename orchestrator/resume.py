@@ -42,13 +42,15 @@ def unfinished_run(existing: dict[str, TrialRun], trial: TrialSpec) -> str | Non
     return None
 
 
-def open_run(tracker: Tracker, existing: dict[str, TrialRun], trial: TrialSpec) -> tuple[str, bool]:
-    """(run id, reopened): the trial's unfinished run, marked RUNNING again, or a new run."""
+def open_run(tracker: Tracker, existing: dict[str, TrialRun], trial: TrialSpec,
+             tags: dict[str, str] | None = None) -> tuple[str, bool]:
+    """(run id, reopened): the trial's unfinished run, marked RUNNING again, or a new run
+    (with ``tags``)."""
     run_id = unfinished_run(existing, trial)
     if run_id is not None:
         tracker.reopen(run_id, trial)
         return run_id, True
-    return tracker.start_trial(trial), False
+    return tracker.start_trial(trial, tags), False
 
 
 def usable_checkpoint(checkpoint: Checkpoint | None, protocol: ProtocolSpec) -> Checkpoint | None:

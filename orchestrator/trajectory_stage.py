@@ -39,6 +39,8 @@ class RunSummary:
     resubmitted: int = 0
     failed: list[tuple[TrialSpec, str]] = field(default_factory=list)
     interrupted: bool = False
+    single_class: list[tuple[TrialSpec, int]] = field(default_factory=list)
+    """Finished trials with cycles where the learner predicted one class for every test row."""
 
 
 def actor_count(resources) -> int:
@@ -70,8 +72,10 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                         continue
                     if isinstance(outcome, Finished):
                         with critical():  # FINISHED, and its checkpoint gone, together
-                            log.finish()
+                            result = log.finish()
                         summary.finished += 1
+                        if result["single_class_cycles"]:
+                            summary.single_class.append((log.trial, int(result["single_class_cycles"])))
                     elif isinstance(outcome, Failed):
                         with critical():
                             log.flush()

@@ -15,12 +15,9 @@ from orchestrator.checkpoints import CheckpointStore
 from orchestrator.results import SUMMARY_SOURCES, summarize
 from orchestrator.resume import open_run, usable_checkpoint
 from orchestrator.tracking import GridHeldError, Tracker, TrialRun
-from orchestrator.tracking.base import Lease
+from orchestrator.tracking.base import WARNING_TAG, Lease
 from workers.specs import TrialSpec
-from workers.trajectory import Checkpoint, CycleRecord
-
-CYCLE_METRICS = ("accuracy", "macro_f1", "query_seconds", "fit_seconds")
-"""The per-cycle metrics of ``CycleRecord.metrics()``, logged with step = labelled rows."""
+from workers.trajectory import CYCLE_METRICS, Checkpoint, CycleRecord
 
 
 @dataclass
@@ -33,6 +30,8 @@ class Recording:
     """The trial runs the tracker held when the session started, by trial key."""
     retire_older: bool = False
     """``--force``: older runs of a key are retired once its new run finishes."""
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+    """Protocol warnings per dataset name, recorded as a tag of each trial's run."""
     lease: Lease | None = None
     """The grid's lease; once another driver took it over, this one must not write again."""
 
@@ -67,7 +66,9 @@ class TrialLog:
         if self.run_id is not None:
             return self.checkpoint()
         tracker = self.recording.tracker
-        self.run_id, reopened = open_run(tracker, self.recording.existing, self.trial)
+        warnings = self.recording.warnings.get(self.trial.dataset)
+        tags = {WARNING_TAG: " | ".join(warnings)} if warnings else None
+        self.run_id, reopened = open_run(tracker, self.recording.existing, self.trial, tags)
         if reopened:
             self.logged = tracker.logged_points(self.run_id, CYCLE_METRICS)
             return self.checkpoint()
@@ -101,16 +102,23 @@ class TrialLog:
             self.recording.checkpoints.save(self.trial.trial_key, self.buffer[-1].checkpoint)
         self.buffer.clear()
 
-    def finish(self) -> None:
+    def finish(self) -> dict[str, float]:
         """The trajectory ended: log the rest, the summary of its curves, end the run."""
         self.flush(checkpoint=False)  # finished: no checkpoint to keep
         tracker = self.recording.tracker
-        summary = summarize({metric: tracker.curve(self.run_id, metric) for metric in SUMMARY_SOURCES})
-        tracker.finish(self.run_id, summary, int(time.time() * 1000))
+        curves = {metric: tracker.curve(self.run_id, metric) for metric in SUMMARY_SOURCES}
+        summary = summarize(curves)
+        tags = None
+        if summary["single_class_cycles"]:
+            tags = {f"{WARNING_TAG}.learner": (
+                f"the learner predicted one class for every test row in "
+                f"{summary['single_class_cycles']:.0f} of {len(curves['accuracy'])} cycles")}
+        tracker.finish(self.run_id, summary, int(time.time() * 1000), tags)
         self.closed = True
         if self.supersedes:
             tracker.retire_others(self.trial.trial_key, self.run_id)
         self.recording.checkpoints.remove(self.trial.trial_key)
+        return summary
 
     def fail(self, error: str, trace: str) -> None:
         self.recording.tracker.fail(self.run_id, error, trace or error)

@@ -7,9 +7,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from workers.learner import LogisticRegressionLearner
+from workers.learners import KINDS, make_learner
+from workers.learners.logistic import LogisticRegressionLearner
 from workers.metrics import accuracy, macro_f1, normalized_auc
-from workers.specs import LearnerSpec
+from workers.specs import LogisticRegressionSpec, MLPSpec
+
+
+def fixed(n_classes: int, x: np.ndarray, C: float = 1.0) -> LogisticRegressionLearner:
+    return LogisticRegressionLearner(LogisticRegressionSpec(C=C), n_classes, x, seed=0)
 
 
 def test_normalized_auc_by_hand():
@@ -42,7 +47,7 @@ def test_head_reproduces_scikit_learn_probabilities(n_classes):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(120, 8)).astype(np.float32)
     y = rng.integers(0, n_classes, 120)
-    head = LogisticRegressionLearner(LearnerSpec(), n_classes + 1).fit(x, y)
+    head = fixed(n_classes + 1, x).fit(x, y)
     reference = LogisticRegression(C=1.0, max_iter=500, tol=1e-4).fit(x, y)
     probabilities = head.predict_proba(x)
     np.testing.assert_allclose(probabilities[:, :n_classes], reference.predict_proba(x), atol=1e-5)
@@ -51,7 +56,7 @@ def test_head_reproduces_scikit_learn_probabilities(n_classes):
 
 def test_single_labelled_class_predicts_it_everywhere():
     x = np.ones((4, 3), np.float32)
-    head = LogisticRegressionLearner(LearnerSpec(), 3).fit(x, np.array([2, 2, 2, 2]))
+    head = fixed(3, x).fit(x, np.array([2, 2, 2, 2]))
     assert (head.logits(x).argmax(axis=1) == 2).all()
 
 
@@ -59,6 +64,62 @@ def test_fit_is_deterministic():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 16)).astype(np.float32)
     y = rng.integers(0, 4, 300)
-    a = LogisticRegressionLearner(LearnerSpec(), 4).fit(x, y)
-    b = LogisticRegressionLearner(LearnerSpec(), 4).fit(x, y)
+    a = fixed(4, x).fit(x, y)
+    b = fixed(4, x).fit(x, y)
     np.testing.assert_array_equal(a.weights, b.weights)
+
+
+SPECS = {"tuned logistic": LogisticRegressionSpec(), "standardised logistic": LogisticRegressionSpec(standardize=True),
+         "mlp": MLPSpec(hidden=32, max_iter=100)}
+
+
+def _pool(n=400, d=10, classes=4, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=2.5, size=(classes, d))
+    y = rng.integers(0, classes, n)
+    return (centres[y] + rng.normal(size=(n, d))).astype(np.float32), y
+
+
+@pytest.mark.parametrize("spec", SPECS.values(), ids=SPECS.keys())
+def test_every_learner_kind_keeps_the_contract(spec):
+    """All C columns (an unseen class gets probability 0), rows summing to one, one labelled
+    class predicted everywhere, deterministic for a seed, and better than chance."""
+    assert set(KINDS) == {"logistic_regression", "mlp"}
+    x, y = _pool()
+    seen = y < 3  # class 3 unlabelled
+    rows = np.flatnonzero(seen)[:120]
+    learner = make_learner(spec, 4, x, seed=5)
+    head = learner.fit(x[rows], y[rows])
+    probabilities = head.predict_proba(x)
+    assert head.logits(x).shape == probabilities.shape == (400, 4)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert np.all(probabilities[:, 3] == 0)
+    again = make_learner(spec, 4, x, seed=5).fit(x[rows], y[rows])
+    np.testing.assert_array_equal(head.logits(x), again.logits(x))
+    held = np.flatnonzero(seen)[200:]
+    assert np.mean(head.logits(x[held]).argmax(axis=1) == y[held]) > 0.6
+    single = learner.fit(x[:5], np.full(5, 2))
+    assert (single.logits(x).argmax(axis=1) == 2).all()
+
+
+def test_fixed_C_is_exactly_the_learner_of_result_version_1():
+    x, y = _pool(seed=3)
+    head = make_learner(LogisticRegressionSpec(C=1.0), 4, x, seed=0).fit(x[:80], y[:80])
+    reference = LogisticRegression(C=1.0, max_iter=500, tol=1e-4).fit(x[:80], y[:80])
+    np.testing.assert_array_equal(head.weights, reference.coef_.astype(np.float32))
+
+
+def test_tuned_C_escapes_the_majority_class_and_uses_the_validation_split():
+    """Few labels on L2-normalised embeddings: C = 1 predicts one class everywhere; the tuned
+    learner does not. With a validation split, C is the one that scores best on it."""
+    x, y = _pool(n=600, d=64, classes=3, seed=4)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    rows = np.arange(12)
+    assert np.unique(fixed(3, x).fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size == 1
+    tuned = make_learner(LogisticRegressionSpec(), 3, x, seed=0)
+    assert np.unique(tuned.fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size > 1
+    validation = (x[300:400], y[300:400])
+    chosen = tuned.choose_C(x[:60], y[:60], validation)
+    scores = {C: np.mean(fixed(3, x, C).fit(x[:60], y[:60]).logits(validation[0]).argmax(axis=1) == validation[1])
+              for C in LogisticRegressionSpec().C_grid}
+    assert scores[chosen] == max(scores.values())

@@ -7,7 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from workers.specs import LearnerSpec, ProtocolSpec, StrategySpec, TrialSpec
+from workers.specs import (
+    LogisticRegressionSpec,
+    MLPSpec,
+    ProtocolSpec,
+    StrategySpec,
+    TrialSpec,
+    ValidationSpec,
+)
 from workers.trajectory import Checkpoint, InitialPoolCache, TrialData, initial_pool_key, run_trajectory
 
 
@@ -20,12 +27,12 @@ def data() -> TrialData:
     return TrialData(x[:400], y[:400], x[400:], y[400:])
 
 
-def trial(strategy="margin", seed=0, pool="random") -> TrialSpec:
+def trial(strategy="margin", seed=0, pool="random", learner=None, validation=None) -> TrialSpec:
     return TrialSpec(
         dataset="d", embedder="e", dataset_fingerprint="ab" * 32, embedding_key="cd" * 32,
         n_classes=4, initial_pool=StrategySpec(name=pool), strategy=StrategySpec(name=strategy),
-        seed=seed, protocol=ProtocolSpec(initial_pool_size=8, query_size=8, cycles=6),
-        learner=LearnerSpec(),
+        seed=seed, protocol=ProtocolSpec(initial_pool_size=8, query_size=8, cycles=6, validation=validation),
+        learner=learner or LogisticRegressionSpec(),
     )
 
 
@@ -91,3 +98,48 @@ def test_trial_key_ignores_display_names_but_not_settings():
     assert base.model_copy(update={"dataset": "renamed"}).trial_key == base.trial_key
     assert trial(seed=1).trial_key != base.trial_key
     assert trial("entropy").trial_key != base.trial_key
+
+
+# ------------------------------------------------------------------- learners and protocol
+
+
+LEARNERS = {"tuned": LogisticRegressionSpec(), "fixed C=1": LogisticRegressionSpec(C=1.0),
+            "mlp": MLPSpec(hidden=16, max_iter=50)}
+
+
+@pytest.mark.parametrize("learner", LEARNERS.values(), ids=LEARNERS.keys())
+def test_every_learner_gives_the_same_curve_for_the_same_seed(data, learner):
+    first = list(run_trajectory(trial(learner=learner), data))
+    assert curve(first) == curve(run_trajectory(trial(learner=learner), data))
+    assert all(1 <= r.predicted_classes <= 4 for r in first)
+
+
+@pytest.mark.parametrize("strategy", ["random", "margin", "badge", "coreset", "typiclust", "probcover",
+                                      "dropquery", "alfamix", "entropy", "least_confidence"])
+def test_no_strategy_or_learner_reads_the_test_labels(data, strategy):
+    """Scrambled test labels change the scores, never a choice: the labelled rows, in order,
+    are the same (a strategy or learner that read test labels would choose otherwise)."""
+    scrambled = TrialData(data.train_x, data.train_y, data.test_x,
+                          np.random.default_rng(7).permutation(data.test_y))
+    for learner in (LogisticRegressionSpec(), MLPSpec(hidden=16, max_iter=50)):
+        if strategy in ("dropquery", "alfamix") and learner.type == "mlp":
+            continue
+        spec = trial(strategy, learner=learner, validation=ValidationSpec(size=20))
+        clean = [r.checkpoint.labelled_order for r in run_trajectory(spec, data)]
+        other = list(run_trajectory(spec, scrambled))
+        assert [r.checkpoint.labelled_order for r in other] == clean
+        assert curve(other) != curve(run_trajectory(spec, data))  # the scores did see them
+
+
+def test_the_validation_split_is_held_out_of_the_labelled_pool(data):
+    from workers.trajectory import validation_rows
+
+    spec = trial("coreset", validation=ValidationSpec(size=30))
+    held = set(validation_rows(spec, data.train_x.shape[0]).tolist())
+    assert len(held) == 30 and max(held) < data.train_x.shape[0]  # pool rows: never the test split
+    records = list(run_trajectory(spec, data))
+    assert not held & set(records[-1].checkpoint.labelled_order)
+    assert [r.n_labelled for r in records] == [30 + 8 * (c + 1) for c in range(7)]  # counted
+    apart = trial("coreset", validation=ValidationSpec(size=30, counts_against_budget=False))
+    assert [r.n_labelled for r in run_trajectory(apart, data)] == [8 * (c + 1) for c in range(7)]
+    assert set(validation_rows(trial("margin", validation=ValidationSpec(size=30)), 400).tolist()) == held

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from workers.hashing import content_hash
 
@@ -85,6 +85,25 @@ class StrategySpec(Spec):
         return f"{self.name}({inner})"
 
 
+class ValidationSpec(Spec):
+    """A labelled validation split drawn from the pool by the trial's seed, for model selection
+    (the learner's C); metrics stay on the test split."""
+
+    size: int | None = Field(None, ge=2, description="Rows in the validation split.")
+    fraction: float | None = Field(None, gt=0, lt=0.5, description="Or a share of the pool.")
+    counts_against_budget: bool = Field(
+        True, description="Its rows count as labelled (the x axis includes them).")
+
+    @model_validator(mode="after")
+    def _size_or_fraction(self) -> ValidationSpec:
+        if (self.size is None) == (self.fraction is None):
+            raise ValueError("give protocol.validation.size or protocol.validation.fraction (one)")
+        return self
+
+    def rows(self, pool_size: int) -> int:
+        return self.size if self.size is not None else max(2, round(self.fraction * pool_size))
+
+
 class ProtocolSpec(Spec):
     """The active-learning protocol shared by every trial of a grid."""
 
@@ -97,6 +116,9 @@ class ProtocolSpec(Spec):
     )
     budget: int | None = Field(
         None, ge=1, description="Total labelled rows at the end, initial pool included."
+    )
+    validation: ValidationSpec | None = Field(
+        None, description="Optional labelled validation split for model selection (size or fraction)."
     )
 
     @model_validator(mode="after")
@@ -127,18 +149,81 @@ class ProtocolSpec(Spec):
         return self.initial_pool_size + self.n_cycles * self.query_size
 
 
-class LearnerSpec(Spec):
-    """Multinomial logistic regression on the frozen embeddings, retrained every cycle."""
+class LogisticRegressionSpec(Spec):
+    """Multinomial logistic regression on the frozen embeddings, retrained every cycle.
+
+    The default (``C: auto``) chooses its regularisation every cycle from the labelled rows
+    alone: stratified cross-validation over ``C_grid`` (or the validation split when
+    ``protocol.validation`` is set), the larger C on ties, and never a C whose model predicts
+    one class for the whole pool while several are labelled (measured in bench/learner.py; see
+    the README). ``C: <number>`` is the study's fixed head; ``C: 1.0`` is exactly the learner of
+    albench before (result version 1).
+    """
 
     type: Literal["logistic_regression"] = Field(
-        "logistic_regression", description="The learner (the study's linear head)."
+        "logistic_regression", description="The learner: the study's linear head."
     )
-    C: float = Field(1.0, gt=0, description="Inverse L2 regularisation strength.")
+    C: float | Literal["auto"] = Field(
+        "auto", description="Inverse L2 regularisation: a positive number, or auto (chosen every "
+        "cycle from the labelled rows, never from the test split).")
+    C_grid: tuple[Annotated[float, Field(gt=0)], ...] = Field(
+        (1.0, 10.0, 100.0, 1000.0, 10000.0), min_length=2, description="Candidates of C: auto.")
+    cv_folds: int = Field(5, ge=2, le=10, description="Cross-validation folds of C: auto.")
+    search_growth: float = Field(
+        2.0, ge=1.0, description="C: auto searches again once the labelled rows have grown by this "
+        "factor since the last search (1: every cycle).")
+    standardize: bool = Field(
+        False, description="Standardise features with the pool's mean and std (no labels). Off by "
+        "default: it hurts TF-IDF + SVD features (measured), and embeddings are L2-normalised.")
     max_iter: int = Field(500, ge=10, description="L-BFGS iteration cap.")
     tol: float = Field(1e-4, gt=0, description="L-BFGS convergence tolerance.")
     class_weight: Literal["balanced"] | None = Field(
         None, description="'balanced' reweights classes by inverse labelled frequency."
     )
+
+    @field_validator("C")
+    @classmethod
+    def _c_positive(cls, value):
+        if value != "auto" and value <= 0:
+            raise ValueError("C must be a positive number or auto")
+        return value
+
+    @property
+    def tuned(self) -> bool:
+        return self.C == "auto"
+
+    @property
+    def standardized(self) -> bool:
+        return self.standardize
+
+
+class MLPSpec(Spec):
+    """A small MLP head on the frozen embeddings (scikit-learn, CPU, seeded by the trial): a
+    check that a finding is not an artefact of the linear head. Strategies that need a linear
+    head (dropquery, alfamix) do not take it."""
+
+    type: Literal["mlp"] = Field("mlp", description="The learner: one hidden ReLU layer.")
+    hidden: int = Field(256, ge=2, le=8192, description="Hidden units.")
+    alpha: float = Field(1e-3, ge=0, description="L2 penalty.")
+    max_iter: int = Field(300, ge=10, description="Adam epochs at most.")
+    standardize: bool = Field(True, description="Standardise features with the pool's statistics.")
+
+    @property
+    def standardized(self) -> bool:
+        return self.standardize
+
+
+def _learner_type(value: Any) -> str:
+    if isinstance(value, dict):
+        return value.get("type", "logistic_regression")
+    return getattr(value, "type", "logistic_regression")
+
+
+LearnerSpec = Annotated[
+    Annotated[LogisticRegressionSpec, Tag("logistic_regression")] | Annotated[MLPSpec, Tag("mlp")],
+    Discriminator(_learner_type),
+]
+"""The learner of a grid: ``type: logistic_regression`` (default) or ``type: mlp``."""
 
 
 # ------------------------------------------------------------------------------------ trials
@@ -170,8 +255,9 @@ class TrialSpec(Spec):
         return stable_hash(self.key_payload())[:24]
 
 
-RESULT_VERSION = 1
-"""Bump when a change to albench alters curves, so old results are not taken as current."""
+RESULT_VERSION = 2
+"""Bump when a change to albench alters curves, so old results are not taken as current.
+2: the default learner chooses C per cycle on standardised features (was: C = 1 on raw ones)."""
 
 
 def stable_hash(payload: Any) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES, LinearHead, QueryContext, QueryStrategy
-from workers.learner import LogisticRegressionLearner
+from workers.learners import make_learner
 from workers.metrics import accuracy, macro_f1
 from workers.specs import StrategySpec, TrialSpec, stable_hash
 
@@ -41,6 +41,10 @@ class Checkpoint:
     rng_state: dict
 
 
+CYCLE_METRICS = ("accuracy", "macro_f1", "query_seconds", "fit_seconds", "predicted_classes")
+"""The per-cycle metrics of ``CycleRecord.metrics()``, logged with step = labelled rows."""
+
+
 @dataclass(frozen=True)
 class CycleRecord:
     """What one cycle produced; ``checkpoint`` is the state after it."""
@@ -52,6 +56,8 @@ class CycleRecord:
     query_seconds: float
     fit_seconds: float
     checkpoint: Checkpoint = field(repr=False)
+    predicted_classes: int = 0
+    """Distinct classes the learner predicts on the test split (1: a majority-class learner)."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -59,6 +65,7 @@ class CycleRecord:
             "macro_f1": self.macro_f1,
             "query_seconds": self.query_seconds,
             "fit_seconds": self.fit_seconds,
+            "predicted_classes": self.predicted_classes,
         }
 
 
@@ -77,10 +84,7 @@ def initial_pool_generator(trial: TrialSpec) -> np.random.Generator:
     The initial pool draws from a stream keyed by (dataset, initial pool) only, so every
     strategy and embedder of a seed starts from the same random pool (a paired design).
     """
-    dataset_stream = int(trial.dataset_fingerprint[:8], 16)
-    return np.random.default_rng(
-        np.random.SeedSequence(trial.seed, spawn_key=(dataset_stream, _label_stream(trial.initial_pool.label)))
-    )
+    return _stream(trial, trial.initial_pool.label)
 
 
 def query_generator(trial: TrialSpec) -> np.random.Generator:
@@ -92,6 +96,26 @@ def query_generator(trial: TrialSpec) -> np.random.Generator:
             spawn_key=(dataset_stream, _label_stream(trial.initial_pool.label), _label_stream(trial.strategy.label)),
         )
     )
+
+
+def _stream(trial: TrialSpec, name: str) -> np.random.Generator:
+    """A generator of the trial's seed for one purpose, shared by every strategy of a seed."""
+    dataset_stream = int(trial.dataset_fingerprint[:8], 16)
+    return np.random.default_rng(np.random.SeedSequence(trial.seed, spawn_key=(dataset_stream, _label_stream(name))))
+
+
+def validation_rows(trial: TrialSpec, pool_size: int) -> np.ndarray:
+    """The pool rows of the trial's validation split (none without ``protocol.validation``):
+    drawn by its seed and dataset only, so every strategy and embedder of a seed shares it."""
+    spec = trial.protocol.validation
+    if spec is None:
+        return np.empty(0, dtype=np.int64)
+    return np.sort(_stream(trial, "validation").choice(pool_size, spec.rows(pool_size), replace=False))
+
+
+def learner_seed(trial: TrialSpec) -> int:
+    """The seed of a learner's own randomness (the MLP's initial weights and batches)."""
+    return int(_stream(trial, "learner").integers(2**31 - 1))
 
 
 def initial_pool_key(trial: TrialSpec) -> str:
@@ -137,8 +161,9 @@ def select_initial_pool(trial: TrialSpec, data: TrialData) -> tuple[np.ndarray, 
     """(chosen rows, seconds): the trial's initial pool, from its own rng stream."""
     began = time.perf_counter()
     pool = build_strategy(trial.initial_pool, initial_pool=True)
-    labelled = np.zeros(data.train_x.shape[0], dtype=bool)
-    context = _context(pool, data, labelled, None, trial.n_classes, trial.device)
+    taken = np.zeros(data.train_x.shape[0], dtype=bool)
+    taken[validation_rows(trial, taken.size)] = True  # labelled for validation: never picked
+    context = _context(pool, data, taken, None, trial.n_classes, trial.device)
     chosen = pool.select(context, trial.protocol.initial_pool_size, initial_pool_generator(trial))
     return chosen, time.perf_counter() - began
 
@@ -163,10 +188,15 @@ def run_trajectory(
     ``initial_pools``: where a worker keeps initial pools for the sibling trials it runs next.
     """
     protocol = trial.protocol
-    learner = LogisticRegressionLearner(trial.learner, trial.n_classes)
+    learner = make_learner(trial.learner, trial.n_classes, data.train_x, learner_seed(trial))
     strategy = build_strategy(trial.strategy)
     pool_size = data.train_x.shape[0]
     labelled = np.zeros(pool_size, dtype=bool)
+    held_out = validation_rows(trial, pool_size)
+    validation = (data.train_x[held_out], data.train_y[held_out]) if held_out.size else None
+    counted = held_out.size if protocol.validation is not None and protocol.validation.counts_against_budget else 0
+    taken = np.zeros(pool_size, dtype=bool)  # labelled rows and validation rows: never queried
+    taken[held_out] = True
     if resume is None:
         order: list[int] = []
         start = 0
@@ -174,32 +204,38 @@ def run_trajectory(
     else:
         order = list(resume.labelled_order)
         labelled[order] = True
+        taken[order] = True
         start = resume.cycle + 1
+        if hasattr(learner, "resume"):  # the learner's own state, as the uninterrupted run had it
+            sizes = [protocol.initial_pool_size + c * protocol.query_size for c in range(start)]
+            learner.resume(data.train_x, data.train_y, order, sizes, validation)
         rng = np.random.default_rng()
         rng.bit_generator.state = resume.rng_state
     with threadpool_limits(limits=1):
-        head = learner.fit(data.train_x[labelled], data.train_y[labelled]) if start > 0 else None
+        head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation) if start > 0 else None
         for cycle in range(start, protocol.n_cycles + 1):
             if cycle == 0:
                 cache = initial_pools if initial_pools is not None else InitialPoolCache(size=0)
                 chosen, query_seconds = cache.select(trial, data)
             else:
                 began = time.perf_counter()
-                context = _context(strategy, data, labelled, head, trial.n_classes, trial.device)
+                context = _context(strategy, data, taken, head, trial.n_classes, trial.device)
                 chosen = strategy.select(context, protocol.query_size, rng)
                 query_seconds = time.perf_counter() - began
             labelled[chosen] = True
+            taken[chosen] = True
             order.extend(int(i) for i in chosen)
             began = time.perf_counter()
-            head = learner.fit(data.train_x[labelled], data.train_y[labelled])
+            head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation)
             fit_seconds = time.perf_counter() - began
             predicted = head.logits(data.test_x).argmax(axis=1)
             yield CycleRecord(
                 cycle=cycle,
-                n_labelled=int(labelled.sum()),
+                n_labelled=int(labelled.sum()) + counted,
                 accuracy=accuracy(data.test_y, predicted),
                 macro_f1=macro_f1(data.test_y, predicted, trial.n_classes),
                 query_seconds=query_seconds,
                 fit_seconds=fit_seconds,
                 checkpoint=Checkpoint(cycle, list(order), rng.bit_generator.state),
+                predicted_classes=int(np.unique(predicted).size),
             )

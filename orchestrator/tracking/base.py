@@ -17,6 +17,8 @@ from workers.specs import TrialSpec
 TRIAL_KEY_TAG = "albench.trial_key"
 GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
+WARNING_TAG = "albench.warnings"
+"""Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
 
 class TrackingURIError(ValueError):
     """``tracking.uri`` cannot be used; the message names the field and the fix."""
@@ -125,8 +127,8 @@ class Tracker(Protocol):
         """The grid's lease for this driver (not yet taken)."""
         ...
 
-    def start_trial(self, trial: TrialSpec) -> str:
-        """A new RUNNING run with the trial's params and key; its id."""
+    def start_trial(self, trial: TrialSpec, tags: dict[str, str] | None = None) -> str:
+        """A new RUNNING run with the trial's params, key and ``tags``; its id."""
         ...
 
     def reopen(self, run_id: str, trial: TrialSpec | None = None) -> None:
@@ -137,8 +139,9 @@ class Tracker(Protocol):
         """Record (name, value, step) rows."""
         ...
 
-    def finish(self, run_id: str, summary: dict[str, float], timestamp: int) -> None:
-        """Record the summary metrics not recorded yet and end the run FINISHED."""
+    def finish(self, run_id: str, summary: dict[str, float], timestamp: int,
+               tags: dict[str, str] | None = None) -> None:
+        """Record the summary metrics not recorded yet, ``tags``, and end the run FINISHED."""
         ...
 
     def fail(self, run_id: str, error: str, traceback_text: str, status: str = "FAILED") -> None:

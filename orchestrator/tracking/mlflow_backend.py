@@ -206,8 +206,8 @@ class MlflowTracker:
         self._parents[group] = run_id
         return run_id
 
-    def start_trial(self, trial: TrialSpec) -> str:
-        """A new RUNNING child run with the trial's params and key."""
+    def start_trial(self, trial: TrialSpec, tags: dict[str, str] | None = None) -> str:
+        """A new RUNNING child run with the trial's params, key and ``tags``."""
         parent = self.parent_run(trial.dataset, trial.embedder)
         name = f"{trial.strategy.label} | {trial.initial_pool.label} | seed {trial.seed}"
         run = self.client.create_run(
@@ -220,6 +220,7 @@ class MlflowTracker:
                 "embedder": trial.embedder,
                 "strategy": trial.strategy.label,
                 "initial_pool": trial.initial_pool.label,
+                **(tags or {}),
             },
         )
         self._log_params(run.info.run_id, trial)
@@ -248,12 +249,15 @@ class MlflowTracker:
         for start in range(0, len(metrics), METRICS_PER_BATCH):
             self.client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
 
-    def finish(self, run_id: str, summary: dict[str, float], timestamp: int) -> None:
-        """Log the summary metrics (those not logged yet: a resumed finish) and end the run."""
+    def finish(self, run_id: str, summary: dict[str, float], timestamp: int,
+               tags: dict[str, str] | None = None) -> None:
+        """Log the summary metrics (those not logged yet: a resumed finish), ``tags``, end the run."""
         present = self.client.get_run(run_id).data.metrics
         rows = [(k, v, 0) for k, v in summary.items() if k not in present]
         if rows:
             self.log_metrics(run_id, rows, timestamp)
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, v[:4000]) for k, v in tags.items()])
         self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:

@@ -64,7 +64,7 @@ def resolve_model(spec: EmbedderSpec, device: str | None = None) -> ResolvedMode
     candidate = Path(os.path.expanduser(model))
     if candidate.exists():
         return _resolve_local(spec, candidate, device)
-    if _looks_like_path(model):
+    if looks_like_path(model):
         raise EmbedderError(
             f"{field_name(spec, 'model')}: the path {model!r} does not exist (resolved to "
             f"{str(candidate.absolute())!r} from the working directory {os.getcwd()!r}); fix: give "
@@ -166,7 +166,7 @@ def _unknown_name_error(spec: EmbedderSpec) -> EmbedderError:
 # ----------------------------------------------------------------------- local folders, hub ids
 
 
-def _looks_like_path(value: str) -> bool:
+def looks_like_path(value: str) -> bool:
     return (
         value in (".", "..")
         or value.startswith(("/", "./", "../", "~", ".\\", "..\\"))
