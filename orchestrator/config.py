@@ -192,9 +192,13 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     """One line per problem, each naming the field's full path and the fix."""
     found = []
     for error in exc.errors():
-        path = ""
+        path, previous = "", None
         for part in error["loc"]:
+            if previous in ("learner", "source") and part in _UNION_TAGS:
+                previous = part
+                continue  # the member of a tagged union pydantic tried: not a field of the config
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            previous = part
         if error["type"] == "extra_forbidden":
             found.append((path, "unknown field; remove it or check its spelling (see `albench schema`)"))
             continue
@@ -208,6 +212,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
+_UNION_TAGS = {"logistic_regression", "mlp", "builtin", "file", "huggingface"}
 _RELATIVE = re.compile(r"^(\[\d+\][\w.\[\]]*): (.*)$", re.DOTALL)
 _FROM_ROOT = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[\w]+)*): (.*)$", re.DOTALL)
 

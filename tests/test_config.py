@@ -55,7 +55,7 @@ CASES = [
     ("bad name characters", lambda c: c["datasets"][0].update(name="my data/set"),
      r"datasets\[0\]\.name: String should match pattern"),
     ("negative learner C", lambda c: c.update(learner={"C": -1}),
-     r"learner\.C: Input should be greater than 0"),
+     r"  learner\.C: C must be a positive number or auto"),
     ("bad device", lambda c: c.update(resources={"strategy_device": "tpu"}),
      r"resources\.strategy_device: String should match pattern"),
 ]

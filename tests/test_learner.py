@@ -110,14 +110,17 @@ def test_fixed_C_is_exactly_the_learner_of_result_version_1():
 
 
 def test_tuned_C_escapes_the_majority_class_and_uses_the_validation_split():
-    """Few labels on L2-normalised embeddings: C = 1 predicts one class everywhere; the tuned
-    learner does not. With a validation split, C is the one that scores best on it."""
-    x, y = _pool(n=600, d=64, classes=3, seed=4)
+    """Few labels on L2-normalised embeddings: C = 1 regularises a class away; the tuned
+    learner predicts all three. With a validation split, C is the one that scores best on it."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(scale=0.5, size=(3, 384))
+    y = rng.integers(0, 3, 600)
+    x = (centres[y] + rng.normal(size=(600, 384))).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     rows = np.arange(12)
-    assert np.unique(fixed(3, x).fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size == 1
+    assert np.unique(fixed(3, x).fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size == 2
     tuned = make_learner(LogisticRegressionSpec(), 3, x, seed=0)
-    assert np.unique(tuned.fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size > 1
+    assert np.unique(tuned.fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size == 3
     validation = (x[300:400], y[300:400])
     chosen = tuned.choose_C(x[:60], y[:60], validation)
     scores = {C: np.mean(fixed(3, x, C).fit(x[:60], y[:60]).logits(validation[0]).argmax(axis=1) == validation[1])
