@@ -126,3 +126,20 @@ def test_tuned_C_escapes_the_majority_class_and_uses_the_validation_split():
     scores = {C: np.mean(fixed(3, x, C).fit(x[:60], y[:60]).logits(validation[0]).argmax(axis=1) == validation[1])
               for C in LogisticRegressionSpec().C_grid}
     assert scores[chosen] == max(scores.values())
+
+
+def test_a_resumed_tuned_learner_continues_as_the_uninterrupted_one():
+    """Resuming from a checkpoint redoes the last C search on the rows it had then, also when
+    the first cycles saw one class only (no search then), so the next heads are identical."""
+    x, y = _pool(n=300, seed=6)
+    order = list(np.argsort(y, kind="stable")[:4]) + list(np.random.default_rng(1).permutation(300)[:60])
+    order = list(dict.fromkeys(int(i) for i in order))  # first 4 rows: one class
+    sizes = [4 + 6 * c for c in range(9)]
+    whole = make_learner(LogisticRegressionSpec(), 4, x, seed=0)
+    heads = [whole.fit(x[np.sort(order[:n])], y[np.sort(order[:n])]) for n in sizes]
+    for stop in (1, 3, 6):
+        resumed = make_learner(LogisticRegressionSpec(), 4, x, seed=0)
+        resumed.resume(x, y, order, sizes[:stop], None)
+        for n, head in zip(sizes[stop:], heads[stop:], strict=True):
+            again = resumed.fit(x[np.sort(order[:n])], y[np.sort(order[:n])])
+            np.testing.assert_array_equal(again.weights, head.weights)

@@ -20,6 +20,7 @@ ERROR_TAG = "albench.error"
 WARNING_TAG = "albench.warnings"
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
 
+
 class TrackingURIError(ValueError):
     """``tracking.uri`` cannot be used; the message names the field and the fix."""
 

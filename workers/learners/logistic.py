@@ -97,10 +97,14 @@ class LogisticRegressionLearner(Learner):
         labelled rows of each cycle so far)."""
         if not self.spec.tuned:
             return
-        last = sizes[0]
-        for n in sizes[1:]:
-            if n >= self.spec.search_growth * last:
+        last = None  # the first search came with the first fit that saw two classes
+        for n in sizes:
+            if last is None and np.unique(labels[np.asarray(order[:n])]).size < 2:
+                continue
+            if last is None or n >= self.spec.search_growth * last:
                 last = n
+        if last is None:
+            return
         rows = np.sort(np.asarray(order[:last]))  # in a mask's row order, as the search had them
         x = features[rows] if self.scaler is None else self.scaler(features[rows])
         self._C, self._searched_at = self.search_C(x, labels[rows], validation), last
