@@ -206,9 +206,8 @@ def run_trajectory(
         labelled[order] = True
         taken[order] = True
         start = resume.cycle + 1
-        if hasattr(learner, "resume"):  # the learner's own state, as the uninterrupted run had it
-            sizes = [protocol.initial_pool_size + c * protocol.query_size for c in range(start)]
-            learner.resume(data.train_x, data.train_y, order, sizes, validation)
+        sizes = [protocol.initial_pool_size + c * protocol.query_size for c in range(start)]
+        learner.resume(data.train_x, data.train_y, order, sizes, validation)  # as if never stopped
         rng = np.random.default_rng()
         rng.bit_generator.state = resume.rng_state
     with threadpool_limits(limits=1):

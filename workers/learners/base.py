@@ -59,6 +59,12 @@ class Learner(ABC):
 
         ``validation``: labelled rows for model selection only (never trained on)."""
 
+    def resume(self, features: np.ndarray, labels: np.ndarray, order: list[int], sizes: list[int],
+               validation: tuple[np.ndarray, np.ndarray] | None) -> None:
+        """Restore what the learner carried across the cycles so far (``order``: the labelling
+        order; ``sizes``: labelled rows per cycle), as an uninterrupted trajectory would have
+        it. Learners that carry nothing between fits keep this no-op."""
+
 
 def make_learner(spec, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
     """The learner of ``spec`` for one trajectory over ``pool`` (its embeddings), seeded."""

@@ -30,6 +30,8 @@ CV_SEED = 0
 MANY_ROWS = 60
 """From this many labelled rows on, 3 folds are enough (fewer fits); below, ``cv_folds``."""
 SEARCH_TOL, SEARCH_MAX_ITER = 1e-2, 100
+CHECK_ROWS = 20_000
+"""The one-class check predicts on at most about this many pool rows (a strided sample)."""
 """The search's L-BFGS stops early: it ranks the candidates, it keeps no model."""
 
 
@@ -45,6 +47,7 @@ class LogisticRegressionLearner(Learner):
         super().__init__(spec, n_classes, pool, seed)
         self._C: float | None = None
         self._searched_at: int | None = None
+        self._check: np.ndarray | None = None
 
     def fit(self, features, labels, validation=None) -> LinearHead:
         dim = features.shape[1]
@@ -146,13 +149,21 @@ class LogisticRegressionLearner(Learner):
                 scores[index] += np.mean(model.predict(x[held]) == labels[held]) / folds
         return scores
 
+    def _check_rows(self) -> np.ndarray:
+        """The pool rows the one-class check predicts on: every row up to ``CHECK_ROWS``, else
+        an evenly strided sample of about that many (computed once)."""
+        if self._check is None:
+            rows = self.pool[:: max(1, self.pool.shape[0] // CHECK_ROWS)]
+            self._check = rows if self.scaler is None else self.scaler(rows)
+        return self._check
+
     def _not_one_class(self, C: float, x: np.ndarray, labels: np.ndarray):
         """The model at C, or at the next larger C of the grid while it predicts one class for
         every pool row or every labelled row (several classes labelled: regularised into the
         majority class)."""
         grid = sorted(self.spec.C_grid)
         model = self._model(C).fit(x, labels)
-        pool = self.pool if self.scaler is None else self.scaler(self.pool)
+        pool = self._check_rows()
         for larger in (c for c in grid if c > C):
             if np.unique(model.predict(pool)).size > 1 and np.unique(model.predict(x)).size > 1:
                 break
