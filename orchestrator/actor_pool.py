@@ -116,7 +116,10 @@ class ActorPool:
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes ready within ``timeout`` seconds (possibly none)."""
-        ready, _ = ray.wait([*self._active, *self._starting], num_returns=1, timeout=timeout)
+        waiting = [*self._active, *self._starting]
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=timeout)
+        if ready and len(waiting) > 1:  # and everything else that is ready now: one pass, not one each
+            ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0)
         if ready or self._active:
             self.last_activity = time.monotonic()
         outcomes = []

@@ -114,6 +114,7 @@ def run(
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
     from orchestrator.tracking import GridHeldError
+    from orchestrator.tracking.writer import TrackingWriteError
 
     config = _load(config_path)
     plan = _plan(config)
@@ -124,11 +125,15 @@ def run(
     except (GridLockedError, GridHeldError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
+    except TrackingWriteError as exc:
+        reporter.error(f"{exc}; what it recorded is kept and the checkpoints match it: fix "
+                       f"tracking.uri's store and rerun `albench run {config_path}` to resume")
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         reporter.warn("interrupted: in-flight trials marked KILLED, finished cycles kept; "
                       f"rerun `albench run {config_path}` to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    reporter.show(auc_table(plan.trials, tracker.trial_runs()))
+    reporter.show(auc_table(plan.trials, tracker.trial_runs(with_params=False)))
     notes = []
     if summary.resumed:
         notes.append(f"{summary.resumed} continued an interrupted or failed run")
@@ -172,7 +177,7 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     stored = {(j.dataset_name, j.embedder.name): store.has(j.dataset_name, j.embedder.name, j.key)
               for j in plan.jobs}
     driver_running = checkpoints.locked() or tracker.lease_holder() is not None
-    result = grid_status(plan.trials, tracker.trial_runs(), driver_running=driver_running,
+    result = grid_status(plan.trials, tracker.trial_runs(with_params=False), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)
     reporter.show(result.table)
     totals = result.totals

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from orchestrator.tracking import Tracker, TrialRun
+from orchestrator.tracking import TrialRun
 from workers.specs import ProtocolSpec, TrialSpec
 from workers.trajectory import Checkpoint
 
@@ -40,17 +40,6 @@ def unfinished_run(existing: dict[str, TrialRun], trial: TrialSpec) -> str | Non
     if previous is not None and previous.status != "FINISHED":
         return previous.run_id
     return None
-
-
-def open_run(tracker: Tracker, existing: dict[str, TrialRun], trial: TrialSpec,
-             tags: dict[str, str] | None = None) -> tuple[str, bool]:
-    """(run id, reopened): the trial's unfinished run, marked RUNNING again, or a new run
-    (with ``tags``)."""
-    run_id = unfinished_run(existing, trial)
-    if run_id is not None:
-        tracker.reopen(run_id, trial)
-        return run_id, True
-    return tracker.start_trial(trial, tags), False
 
 
 def usable_checkpoint(checkpoint: Checkpoint | None, protocol: ProtocolSpec) -> Checkpoint | None:

@@ -14,11 +14,11 @@ from orchestrator.console import Reporter
 from orchestrator.embedding_stage import embedding_stage
 from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
-from orchestrator.resume import open_run, select_trials
+from orchestrator.resume import select_trials
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.base import Lease
 from orchestrator.trajectory_stage import RunSummary, actor_count, run_trajectories
-from orchestrator.trial_log import Recording
+from orchestrator.trial_log import Recording, TrialLog
 from workers.store import EmbeddingStore
 
 __all__ = ["RunSummary", "run_grid"]
@@ -50,7 +50,7 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     config = plan.config
     summary = RunSummary()
     reporter.grid(config.name, len(plan.trials), len(plan.jobs))
-    existing = tracker.trial_runs()
+    existing = tracker.trial_runs(with_params=False)
     todo, summary.skipped = select_trials(plan.trials, existing, force=force, rerun_failed=rerun_failed)
     if force:  # every forced trial gets a new run
         for trial in todo:
@@ -63,9 +63,12 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     if not todo:
         return summary
     init_ray()  # only now: a grid with nothing left to do never starts Ray
-    with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
-        _run(plan, Recording(tracker, checkpoints, existing, retire_older=force, lease=lease),
-             todo, reporter, summary)
+    recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease)
+    try:
+        with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
+            _run(plan, recording, todo, reporter, summary)
+    finally:
+        recording.writer.close()
     return summary
 
 
@@ -80,12 +83,16 @@ def _run(plan: Plan, recording: Recording, todo, reporter: Reporter, summary: Ru
         if error is None:
             runnable.append(trial)
             continue
-        run_id, _ = open_run(recording.tracker, recording.existing, trial)
-        recording.tracker.fail(run_id, error, error)
+        log = TrialLog(trial, recording)
+        log.begin()
+        log.fail(error, error)
         summary.failed.append((trial, error))
+    recording.send()
     summary.resumed = sum(1 for t in runnable if t.trial_key in recording.existing)
     if runnable:
         keys = {t.embedding_key for t in runnable}
         data = {k: v for k, v in embedded.data.items() if k in keys}
+        recording.read_unfinished(runnable)
         reporter.running(len(runnable), summary.resumed, actor_count(resources))
         run_trajectories(runnable, data, recording, resources, reporter, summary)
+    recording.writer.drain()

@@ -23,6 +23,9 @@ from workers.specs import TrialSpec
 from workers.trajectory import TrialData
 
 FLUSH_SECONDS = 1.0
+"""How often the cycles streamed in are handed to the tracker (one write per running trial)."""
+OUTBOX_SIZE = 256
+"""Ended trials that make the driver hand its writes over before the second is up."""
 MAX_ACTOR_RESTARTS_PER_TRIAL = 3
 """Actor deaths one trial may suffer before it is recorded FAILED (a trial that kills its
 worker every time, e.g. out of memory, must not loop forever)."""
@@ -63,7 +66,7 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
             while queue or pool.busy:
                 while pool.has_idle and queue:
                     log = queue.popleft()
-                    with critical():  # a run opened is a run the driver knows
+                    with critical():  # a run opened is a run the driver ends
                         pool.submit(log, log.trial, log.begin())
                 for outcome in pool.wait(timeout=FLUSH_SECONDS):
                     log = outcome.ticket
@@ -71,17 +74,15 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                         log.add(outcome.record)
                         continue
                     if isinstance(outcome, Finished):
-                        with critical():  # FINISHED, and its checkpoint gone, together
-                            result = log.finish()
+                        result = log.finish()
                         summary.finished += 1
                         if result["single_class_cycles"]:
                             summary.single_class.append((log.trial, int(result["single_class_cycles"])))
                     elif isinstance(outcome, Failed):
-                        with critical():
-                            log.flush()
-                            _fail(log, outcome.error, outcome.trace, summary)
+                        _fail(log, outcome.error, outcome.trace, summary)
                     elif isinstance(outcome, Lost):
-                        log.flush()
+                        if (write := log.flush()) is not None:
+                            recording.outbox.append(write)
                         log.restarts += 1
                         if log.restarts > MAX_ACTOR_RESTARTS_PER_TRIAL:
                             _fail(log, f"its trajectory worker died {log.restarts} times "
@@ -95,19 +96,24 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                         and time.monotonic() - pool.last_activity > WAITING_NOTICE_SECONDS):
                     warned = True
                     reporter.waiting_for_actors(len(queue), resources.cpus_per_trajectory)
-                if time.monotonic() - last_flush >= FLUSH_SECONDS:
+                if time.monotonic() - last_flush >= FLUSH_SECONDS or len(recording.outbox) >= OUTBOX_SIZE:
                     recording.check_lease()
-                    for log in pool.running():
-                        log.flush()
+                    recording.send([w for log in pool.running() if (w := log.flush()) is not None])
                     last_flush = time.monotonic()
+            recording.send()
+            recording.writer.drain()
         except KeyboardInterrupt:
             # Every run this session opened and did not end is marked KILLED, also one whose
             # trial was between its actors (just opened, or back in the queue after a lost worker).
             summary.interrupted = True
             pool.close()
-            for log in logs:
-                if log.open:
-                    log.interrupt()
+            if recording.lease is None or not recording.lease.lost.is_set():
+                with critical():
+                    for log in logs:
+                        if log.open:
+                            log.interrupt()
+                    recording.send()
+                    recording.writer.drain()
             raise
         finally:
             pool.close()

@@ -1,9 +1,12 @@
-"""The driver's record of one trial: its run, the points already logged, the cycles buffered.
+"""The driver's record of one trial: its run, its curve so far, the cycles not yet written.
 
 The driver is the only writer of the tracker and of checkpoints. Trajectory actors stream one
-record per cycle; the driver buffers them and logs them in batches, and only after a batch is
-in the tracker does it save the trial's checkpoint, so a resumed trial never logs a step twice
-and never misses one.
+record per cycle; the driver keeps each trial's curve in memory (it computes the summary from
+it: nothing is read back) and hands what is new to the ``TrackingWriter`` in coalesced writes,
+at most one per trial and flush. A trial's checkpoint is saved by the writer only after the
+points it covers are recorded, so a resumed trial never logs a step twice and never misses one.
+A short trial costs three tracker calls on a server (create, one batch, end) and a share of
+one transaction per flush on a SQL store.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import time
 from dataclasses import dataclass, field
 
 from orchestrator.checkpoints import CheckpointStore
-from orchestrator.results import SUMMARY_SOURCES, summarize
-from orchestrator.resume import open_run, usable_checkpoint
-from orchestrator.tracking import GridHeldError, Tracker, TrialRun
-from orchestrator.tracking.base import WARNING_TAG, Lease
+from orchestrator.results import summarize
+from orchestrator.resume import unfinished_run, usable_checkpoint
+from orchestrator.tracking import ERROR_TAG, GridHeldError, Tracker, TrialRun, trial_params
+from orchestrator.tracking.base import WARNING_TAG, Lease, RunRef, RunWrite
+from orchestrator.tracking.writer import TrackingWriter
 from workers.specs import TrialSpec
 from workers.trajectory import CYCLE_METRICS, Checkpoint, CycleRecord
+
+INTERRUPTED = "interrupted (Ctrl-C or SIGTERM)"
 
 
 @dataclass
@@ -34,6 +40,26 @@ class Recording:
     """Protocol warnings per dataset name, recorded as a tag of each trial's run."""
     lease: Lease | None = None
     """The grid's lease; once another driver took it over, this one must not write again."""
+    writer: TrackingWriter | None = None
+    outbox: list[RunWrite] = field(default_factory=list)
+    """Writes made since the last ``send`` (ends of trials, first writes of new runs)."""
+    curves: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
+    """run id -> metric -> step -> value already recorded, for the runs this session reopens."""
+
+    def __post_init__(self) -> None:
+        if self.writer is None:
+            self.writer = TrackingWriter(self.tracker)
+
+    def read_unfinished(self, trials: list[TrialSpec]) -> None:
+        """Read, in bulk, the points of every run these trials reopen (their resumed curves)."""
+        ids = [run_id for t in trials if (run_id := unfinished_run(self.existing, t)) is not None]
+        for run_id, per_metric in self.tracker.curves(ids, CYCLE_METRICS).items():
+            self.curves[run_id] = {m: dict(points) for m, points in per_metric.items()}
+
+    def send(self, writes: list[RunWrite] = ()) -> None:
+        """Hand the outbox and ``writes`` to the writer as one flush."""
+        batch, self.outbox = [*self.outbox, *writes], []
+        self.writer.submit(batch)
 
     def check_lease(self) -> None:
         """Raise ``GridHeldError`` when the lease was lost (nothing more may be written)."""
@@ -48,14 +74,25 @@ class TrialLog:
     def __init__(self, trial: TrialSpec, recording: Recording) -> None:
         self.trial = trial
         self.recording = recording
-        self.run_id: str | None = None
-        self.logged: dict[str, set[int]] = {}
+        self.ref = RunRef()
+        self.points: dict[str, dict[int, float]] = {name: {} for name in CYCLE_METRICS}
+        """Every point of the run's curves: recorded, or handed to the writer."""
+        self.summary_recorded: set[str] = set()
+        self.first: RunWrite | None = None
+        """The run's opening write (create, or reopen), sent with its first points."""
+        self.started = False
+        self.supersedes = False
+        """A new run of a ``--force`` rerun: the older runs of its key are retired when it ends."""
         self.restarts = 0
         """Times its trajectory worker died under it."""
-        self.supersedes = False
         self.buffer: list[CycleRecord] = []
+        self.latest: Checkpoint | None = None
         self.closed = False
         """Finished or failed in this session (an interrupt leaves it alone)."""
+
+    @property
+    def run_id(self) -> str | None:
+        return self.ref.run_id
 
     def begin(self) -> Checkpoint | None:
         """Open the trial's run (on first use) and return the checkpoint to resume from.
@@ -63,18 +100,25 @@ class TrialLog:
         An unfinished run is reopened and continues from its checkpoint; otherwise a new run
         starts from scratch. After a lost worker (the run is open already), the latest one.
         """
-        if self.run_id is not None:
+        if self.started:  # a lost worker: from the latest checkpoint handed to the writer
+            return self.latest or self.checkpoint()
+        self.started = True
+        recording = self.recording
+        params = trial_params(self.trial)
+        previous = recording.existing.get(self.trial.trial_key)
+        if unfinished_run(recording.existing, self.trial) is not None:
+            self.ref.run_id = previous.run_id
+            recorded = recording.curves.get(previous.run_id, {})
+            self.points = {name: dict(recorded.get(name, {})) for name in CYCLE_METRICS}
+            self.summary_recorded = set(previous.metrics) - set(CYCLE_METRICS)
+            self.first = RunWrite(self.ref, self.trial, reopen=True, params=params,
+                                  clear_tags=(ERROR_TAG,) if ERROR_TAG in previous.tags else ())
             return self.checkpoint()
-        tracker = self.recording.tracker
-        warnings = self.recording.warnings.get(self.trial.dataset)
-        tags = {WARNING_TAG: " | ".join(warnings)} if warnings else None
-        self.run_id, reopened = open_run(tracker, self.recording.existing, self.trial, tags)
-        if reopened:
-            self.logged = tracker.logged_points(self.run_id, CYCLE_METRICS)
-            return self.checkpoint()
-        self.supersedes = self.recording.retire_older
-        self.logged = {name: set() for name in CYCLE_METRICS}
-        self.recording.checkpoints.remove(self.trial.trial_key)  # a fresh run starts from scratch
+        warnings = recording.warnings.get(self.trial.dataset)
+        self.supersedes = recording.retire_older
+        self.first = RunWrite(self.ref, self.trial, params=params,
+                              create={WARNING_TAG: " | ".join(warnings)} if warnings else {})
+        recording.checkpoints.remove(self.trial.trial_key)  # a fresh run starts from scratch
         return None
 
     def checkpoint(self) -> Checkpoint | None:
@@ -85,60 +129,61 @@ class TrialLog:
     def add(self, record: CycleRecord) -> None:
         self.buffer.append(record)
 
-    def flush(self, checkpoint: bool = True) -> None:
-        """Log buffered cycles (skipping points already logged), then save the checkpoint."""
+    def flush(self) -> RunWrite | None:
+        """The write of the cycles streamed since the last one (and of the run's opening), whose
+        ``after`` saves the checkpoint they lead to; None when there is nothing to write."""
         if not self.buffer:
-            return
-        rows = []
-        for record in self.buffer:
-            for name, value in record.metrics().items():
-                if record.n_labelled not in self.logged.setdefault(name, set()):
-                    rows.append((name, value, record.n_labelled))
-        if rows:
-            self.recording.tracker.log_metrics(self.run_id, rows, int(time.time() * 1000))
-            for name, _, step in rows:
-                self.logged[name].add(step)
-        if checkpoint:
-            self.recording.checkpoints.save(self.trial.trial_key, self.buffer[-1].checkpoint)
-        self.buffer.clear()
+            return None
+        last = self.latest = self.buffer[-1].checkpoint
+        write = self._write()
+        checkpoints, key = self.recording.checkpoints, self.trial.trial_key
+        write.after = lambda: checkpoints.save(key, last)
+        return write
 
     def finish(self) -> dict[str, float]:
-        """The trajectory ended: log the rest, the summary of its curves, end the run."""
-        self.flush(checkpoint=False)  # finished: no checkpoint to keep
-        tracker = self.recording.tracker
-        curves = {metric: tracker.curve(self.run_id, metric) for metric in SUMMARY_SOURCES}
-        summary = summarize(curves)
-        tags = None
+        """The trajectory ended: write the rest and the summary of its curves, end the run."""
+        write = self._write()
+        summary = summarize({name: sorted(points.items()) for name, points in self.points.items()})
+        write.metrics += [(k, v, 0) for k, v in summary.items() if k not in self.summary_recorded]
         if summary["single_class_cycles"]:
-            tags = {f"{WARNING_TAG}.learner": (
+            write.tags[f"{WARNING_TAG}.learner"] = (
                 f"the learner predicted one class for every test row in "
-                f"{summary['single_class_cycles']:.0f} of {len(curves['accuracy'])} cycles")}
-        tracker.finish(self.run_id, summary, int(time.time() * 1000), tags)
+                f"{summary['single_class_cycles']:.0f} of {len(self.points['accuracy'])} cycles")
+        write.end = "FINISHED"
+        write.retire_others = self.supersedes
+        checkpoints, key = self.recording.checkpoints, self.trial.trial_key
+        write.after = lambda: checkpoints.remove(key)  # finished: no checkpoint to keep
+        self.recording.outbox.append(write)
         self.closed = True
-        if self.supersedes:
-            tracker.retire_others(self.trial.trial_key, self.run_id)
-        self.recording.checkpoints.remove(self.trial.trial_key)
         return summary
 
-    def fail(self, error: str, trace: str) -> None:
-        self.recording.tracker.fail(self.run_id, error, trace or error)
-        self.closed = True
+    def fail(self, error: str, trace: str, status: str = "FAILED") -> None:
+        """End the run ``status`` with the error as its tag and the traceback as ``error.txt``;
+        the cycles streamed before are written first (their checkpoint is saved)."""
+        write = self.flush() or self._write()
+        write.tags[ERROR_TAG] = error[:4000]
+        write.error_text = trace or error
+        write.end = status
+        self.recording.outbox.append(write)
+        self.closed = status == "FAILED"
+
+    def interrupt(self) -> None:
+        """After Ctrl-C or SIGTERM: write what was streamed, mark the run KILLED (it resumes)."""
+        self.fail(INTERRUPTED, f"{INTERRUPTED}; `albench run` resumes it from its checkpoint", "KILLED")
 
     @property
     def open(self) -> bool:
         """Its run is RUNNING in this session: it started and neither finished nor failed."""
-        return self.run_id is not None and not self.closed
+        return self.started and not self.closed
 
-    def interrupt(self) -> None:
-        """After Ctrl-C or SIGTERM: log what was streamed, mark the run KILLED (it resumes).
-
-        The interrupt may have landed inside a flush, after the tracker committed a batch but
-        before the driver noted it; the steps already logged are read back first, so none is
-        logged twice.
-        """
-        tracker = self.recording.tracker
-        self.logged = tracker.logged_points(self.run_id, CYCLE_METRICS)
-        self.flush()
-        tracker.fail(self.run_id, "interrupted (Ctrl-C or SIGTERM)",
-                     "interrupted (Ctrl-C or SIGTERM); `albench run` resumes it from its checkpoint",
-                     status="KILLED")
+    def _write(self) -> RunWrite:
+        """A write of the buffered points the run has not got (with its opening write, if due)."""
+        write, self.first = self.first or RunWrite(self.ref, self.trial), None
+        write.timestamp = int(time.time() * 1000)
+        for record in self.buffer:
+            for name, value in record.metrics().items():
+                if record.n_labelled not in self.points[name]:
+                    self.points[name][record.n_labelled] = value
+                    write.metrics.append((name, value, record.n_labelled))
+        self.buffer.clear()
+        return write

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import softmax
 
 from strategies.params import check_params
 
@@ -83,6 +82,8 @@ class LinearHead:
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Row-wise softmax of the logits (scipy's: max-shifted, stable for large logits)."""
+        from scipy.special import softmax  # here: scipy is not needed to read a config
+
         return softmax(self.logits(features), axis=1)
 
 

@@ -224,9 +224,9 @@ def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric
             assert sorted(steps) == [6, 12, 18, 24], (trial.trial_key, metric, steps)
 
 
-def test_an_interrupt_inside_a_flush_logs_no_step_twice(ray_session, corpus, tmp_path):
-    # Ctrl-C can land after MLflow committed a batch but before the driver noted it; stopping
-    # must then log only what is missing (a race the fault-tolerance run once hit in CI).
+def test_an_interrupt_while_writes_are_in_flight_logs_no_step_twice(ray_session, corpus, tmp_path):
+    # Ctrl-C can land while the writer thread still applies an earlier flush; stopping must wait
+    # for it, then write only what is missing and end the run KILLED after it.
     from orchestrator.checkpoints import CheckpointStore
     from orchestrator.trial_log import CYCLE_METRICS, Recording, TrialLog
     from workers.trajectory import Checkpoint, CycleRecord
@@ -234,18 +234,23 @@ def test_an_interrupt_inside_a_flush_logs_no_step_twice(ray_session, corpus, tmp
     config = parse_config(tiny_config(corpus, tmp_path))
     plan = prepare_plan(config)
     tracker = open_tracker(config.tracking.uri, config.experiment_name)
-    log = TrialLog(plan.trials[0], Recording(tracker, CheckpointStore(config.store.checkpoints)))
+    recording = Recording(tracker, CheckpointStore(config.store.checkpoints))
+    log = TrialLog(plan.trials[0], recording)
     assert log.begin() is None  # a new run, from scratch
     records = [
         CycleRecord(cycle=c, n_labelled=6 * (c + 1), accuracy=0.5 + c / 10, macro_f1=0.4, query_seconds=0.01,
                     fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}))
         for c in range(4)
     ]
-    committed = [(name, value, r.n_labelled) for r in records[:3] for name, value in r.metrics().items()]
-    tracker.log_metrics(log.run_id, committed, 0)  # the batch MLflow took before the interrupt
-    for record in records:  # streamed, not yet noted as logged
+    for record in records[:3]:
         log.add(record)
+    recording.send([log.flush()])  # in flight on the writer thread
+    log.add(records[3])
     log.interrupt()
+    log.add(records[3])  # streamed again after the interrupt: nothing new to write
+    recording.send([w for w in [log.flush()] if w is not None])
+    recording.writer.close()
+    recording.writer.check()
     for metric in CYCLE_METRICS:
         steps = [m.step for m in tracker.client.get_metric_history(log.run_id, metric)]
         assert sorted(steps) == [6, 12, 18, 24], (metric, steps)

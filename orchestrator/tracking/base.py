@@ -8,8 +8,8 @@ Every backend is a module of this package that registers a factory with ``regist
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from workers.specs import TrialSpec
@@ -64,6 +64,43 @@ class TrialRun:
         return (self.status == "FINISHED", self.start_time or 0, self.end_time or 0, self.run_id)
 
 
+@dataclass
+class RunRef:
+    """A trial's run as the writer knows it: its id once created (a new run gets one when its
+    first write is applied; the writes of one run are applied in order)."""
+
+    run_id: str | None = None
+
+
+@dataclass
+class RunWrite:
+    """What one flush writes for one run, applied in this order and, where the backend can, in
+    one transaction with the other writes of the flush:
+
+    1. ``create`` (a new run, with these tags) or ``reopen`` (an interrupted one, RUNNING again,
+       without the tags in ``clear_tags``);
+    2. ``params``, ``metrics`` (name, value, step) and ``tags``;
+    3. ``end`` (FINISHED, FAILED or KILLED) with ``error_text`` as its ``error.txt``;
+       ``retire_others``: the other runs of its trial key are retired once it FINISHED;
+    4. ``after`` (the driver's checkpoint), called once all of this is recorded.
+    """
+
+    ref: RunRef
+    trial: TrialSpec
+    create: dict[str, str] | None = None
+    reopen: bool = False
+    clear_tags: tuple[str, ...] = ()
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[tuple[str, float, int]] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    end: str | None = None
+    error_text: str | None = None
+    retire_others: bool = False
+    timestamp: int = 0
+    """Milliseconds since the epoch, of the metrics and of the end."""
+    after: Callable[[], None] | None = field(default=None, repr=False)
+
+
 def best_runs(runs: Iterable[TrialRun]) -> dict[str, TrialRun]:
     """One run per trial key: the FINISHED one, else the latest (see ``TrialRun.rank``)."""
     chosen: dict[str, TrialRun] = {}
@@ -99,16 +136,13 @@ class Tracker(Protocol):
     uri: str
 
     # reading
-    def all_trial_runs(self, trial_key: str | None = None) -> list[TrialRun]:
-        """Every live run of the experiment that carries a trial key (or of one key), in bulk."""
+    def all_trial_runs(self, trial_key: str | None = None, *, with_params: bool = True) -> list[TrialRun]:
+        """Every live run of the experiment that carries a trial key (or of one key), in bulk;
+        ``with_params=False`` leaves the params out (``TrialRun.params`` None)."""
         ...
 
-    def trial_runs(self) -> dict[str, TrialRun]:
+    def trial_runs(self, *, with_params: bool = True) -> dict[str, TrialRun]:
         """One run per trial key (``best_runs`` of ``all_trial_runs``)."""
-        ...
-
-    def logged_points(self, run_id: str, metrics: Iterable[str]) -> dict[str, set[int]]:
-        """Steps already recorded, per metric (a resumed run logs only the others)."""
         ...
 
     def curve(self, run_id: str, metric: str = "accuracy") -> Curve:
@@ -128,25 +162,12 @@ class Tracker(Protocol):
         """The grid's lease for this driver (not yet taken)."""
         ...
 
-    def start_trial(self, trial: TrialSpec, tags: dict[str, str] | None = None) -> str:
-        """A new RUNNING run with the trial's params, key and ``tags``; its id."""
-        ...
+    concurrency: int
+    """Writes the backend takes at once: 1 for a database file (one writer), more for a server."""
 
-    def reopen(self, run_id: str, trial: TrialSpec | None = None) -> None:
-        """Mark an interrupted or failed run RUNNING again before it resumes."""
-        ...
-
-    def log_metrics(self, run_id: str, rows: list[tuple[str, float, int]], timestamp: int) -> None:
-        """Record (name, value, step) rows."""
-        ...
-
-    def finish(self, run_id: str, summary: dict[str, float], timestamp: int,
-               tags: dict[str, str] | None = None) -> None:
-        """Record the summary metrics not recorded yet, ``tags``, and end the run FINISHED."""
-        ...
-
-    def fail(self, run_id: str, error: str, traceback_text: str, status: str = "FAILED") -> None:
-        """End the run FAILED (or KILLED) with its error and traceback."""
+    def apply(self, writes: list[RunWrite]) -> None:
+        """Record ``writes`` (in order; several runs in one transaction where the backend can),
+        then call each one's ``after``. A write whose run has no id yet creates it first."""
         ...
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:

@@ -7,23 +7,26 @@ Metrics are logged per cycle with ``step`` = number of labelled rows.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterable
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
 
+from orchestrator.tracking import mlflow_sql
 from orchestrator.tracking.base import (
-    ERROR_TAG,
     GROUP_TAG,
     TRIAL_KEY_TAG,
     Curve,
+    RunWrite,
     TrackingURIError,
     TrialRun,
     best_runs,
-    trial_params,
 )
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
@@ -34,6 +37,9 @@ METRICS_PER_BATCH = 1000
 """MLflow's limits per ``log_batch`` call: 1000 metrics, 100 params."""
 PARAMS_PER_BATCH = 100
 SEARCH_PAGE = 5000
+WRITER_THREADS = 8
+"""Concurrent writers against an MLflow server (each a connection; the server orders nothing)."""
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 CURVE_RUNS_PER_QUERY = 500
 """Runs per bulk metric-history query (SQL stores): well inside SQLite's variable limit."""
 
@@ -50,6 +56,9 @@ class _LockRetryingClient:
 
     def __init__(self, client: MlflowClient) -> None:
         self._client = client
+        self._counting = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        """MLflow calls made, by name (a retry is the same call); read by ``bench/tracking.py``."""
 
     def __getattr__(self, name: str):
         attribute = getattr(self._client, name)
@@ -59,6 +68,8 @@ class _LockRetryingClient:
 
     def retrying(self, function):
         def call(*args, **kwargs):
+            with self._counting:
+                self.counts[function.__name__] += 1
             for delay in (*self.DELAYS, None):
                 try:
                     return function(*args, **kwargs)
@@ -81,7 +92,9 @@ class MlflowTracker:
         self.experiment = experiment
         self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
+        self._parent_lock = threading.Lock()
         self._mlflow: MlflowClient | None = None
+        self._artifact_location = ""
         self.client = _LockRetryingClient(None)
         if not create and not store_exists(uri):
             return  # read as empty; an MlflowClient would create the file
@@ -89,10 +102,12 @@ class MlflowTracker:
             with creation_lock(uri):  # MLflow creates and migrates the schema on first use
                 self._mlflow = self.client._client = MlflowClient(tracking_uri=uri)
                 found = self.client.get_experiment_by_name(experiment)
+                if found is None and create:
+                    self._create_experiment(experiment)
+                    found = self.client.get_experiment_by_name(experiment)
                 if found is not None:
                     self.experiment_id = found.experiment_id
-                elif create:
-                    self.experiment_id = self._create_experiment(experiment)
+                    self._artifact_location = found.artifact_location
         except (MlflowException, SQLAlchemyError) as exc:
             reason = " ".join(str(exc).split())[:400]
             raise TrackingURIError(
@@ -115,19 +130,25 @@ class MlflowTracker:
         return self._mlflow._tracking_client.store
 
     # ------------------------------------------------------------------------------ reading
-    def trial_runs(self) -> dict[str, TrialRun]:
+    def trial_runs(self, *, with_params: bool = True) -> dict[str, TrialRun]:
         """One run per trial key across the (active runs of the) experiment.
 
         There is normally exactly one: an unfinished run is reopened on resume, and a forced
         rerun retires the older runs of its key once it finishes. Should there be several
         anyway (a driver killed between those two steps), the FINISHED one wins, then the latest.
         """
-        return best_runs(self.all_trial_runs())
+        return best_runs(self.all_trial_runs(with_params=with_params))
 
-    def all_trial_runs(self, trial_key: str | None = None) -> list[TrialRun]:
-        """Every live trial run (of one key, when given), read in pages of 5000."""
+    def all_trial_runs(self, trial_key: str | None = None, *, with_params: bool = True) -> list[TrialRun]:
+        """Every live trial run (of one key, when given): four queries on a SQL store, else
+        searches in pages of 5000. ``with_params=False``: without params (``status``)."""
         if self.experiment_id is None:
             return []
+        if mlflow_sql.supports(self.store):
+            rows = self.client.retrying(mlflow_sql.read_runs)(self.store, self.experiment_id, TRIAL_KEY_TAG,
+                                                              trial_key, with_params=with_params)
+            return [TrialRun(r["run_id"], r["status"], r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
+                             r["start_time"] or 0, r["end_time"] or 0, r["params"]) for r in rows]
         filter_string = (f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'" if trial_key is not None
                          else f"tags.`{TRIAL_KEY_TAG}` != ''")
         found: list[TrialRun] = []
@@ -138,7 +159,7 @@ class MlflowTracker:
             for run in page:
                 found.append(TrialRun(run.info.run_id, run.info.status, run.data.tags[TRIAL_KEY_TAG],
                                       run.data.tags, run.data.metrics, run.info.start_time or 0,
-                                      run.info.end_time or 0, run.data.params))
+                                      run.info.end_time or 0, run.data.params if with_params else None))
             token = page.token
             if not token:
                 return found
@@ -147,10 +168,6 @@ class MlflowTracker:
         if self.experiment_id is None:
             return None
         return live_holder(self.client, self.experiment)
-
-    def logged_points(self, run_id: str, metrics: Iterable[str]) -> dict[str, set[int]]:
-        """Steps already in MLflow, per metric (a resumed run logs only the others)."""
-        return {name: {m.step for m in self.client.get_metric_history(run_id, name)} for name in metrics}
 
     def curve(self, run_id: str, metric: str = "accuracy") -> Curve:
         history = self.client.get_metric_history(run_id, metric)
@@ -187,8 +204,12 @@ class MlflowTracker:
     def parent_run(self, dataset: str, embedder: str) -> str:
         """The run grouping every trial of one (dataset, embedder) cell."""
         group = f"{dataset} / {embedder}"
-        if group in self._parents:
+        with self._parent_lock:  # writer threads ask at once
+            if group not in self._parents:
+                self._parents[group] = self._find_or_create_parent(group, dataset, embedder)
             return self._parents[group]
+
+    def _find_or_create_parent(self, group: str, dataset: str, embedder: str) -> str:
         found = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{GROUP_TAG}` = '{group}'", max_results=1
         )
@@ -203,62 +224,70 @@ class MlflowTracker:
             )
             run_id = run.info.run_id
             self.client.set_terminated(run_id, "FINISHED")
-        self._parents[group] = run_id
         return run_id
 
-    def start_trial(self, trial: TrialSpec, tags: dict[str, str] | None = None) -> str:
-        """A new RUNNING child run with the trial's params, key and ``tags``."""
-        parent = self.parent_run(trial.dataset, trial.embedder)
-        name = f"{trial.strategy.label} | {trial.initial_pool.label} | seed {trial.seed}"
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=name,
-            tags={
-                TRIAL_KEY_TAG: trial.trial_key,
-                PARENT_TAG: parent,
-                "dataset": trial.dataset,
-                "embedder": trial.embedder,
-                "strategy": trial.strategy.label,
-                "initial_pool": trial.initial_pool.label,
-                **(tags or {}),
-            },
-        )
-        self._log_params(run.info.run_id, trial)
-        return run.info.run_id
+    @property
+    def calls(self) -> int:
+        """MLflow calls this tracker made (a bulk transaction counts one)."""
+        return self.client.counts.total()
 
-    def _log_params(self, run_id: str, trial: TrialSpec) -> None:
-        params = [Param(k, v) for k, v in trial_params(trial).items()]
-        for start in range(0, len(params), PARAMS_PER_BATCH):
-            self.client.log_batch(run_id, params=params[start : start + PARAMS_PER_BATCH])
+    @property
+    def concurrency(self) -> int:
+        """One writer for a database (SQLite allows no other), ``WRITER_THREADS`` for a server."""
+        return 1 if self.uri.split(":", 1)[0].split("+", 1)[0] in DATABASE_SCHEMES else WRITER_THREADS
 
-    def reopen(self, run_id: str, trial: TrialSpec | None = None) -> None:
-        """Mark an interrupted or failed run RUNNING again before it resumes.
+    def apply(self, writes: list[RunWrite]) -> None:
+        """Record ``writes``: in one transaction on SQL stores (``mlflow_sql``), else with at most
+        three calls per run (create with tags; one batch of params, metrics and tags; the end)."""
+        if not writes:
+            return
+        for write in writes:
+            if write.ref.run_id is None and write.create is not None:
+                write.create = {**self._trial_tags(write.trial), **write.create}
+        if mlflow_sql.supports(self.store):
+            self.client.retrying(mlflow_sql.apply)(self.store, self.experiment_id,
+                                                    self._artifact_location, writes)
+        else:
+            for write in writes:
+                self._apply_one(write)
+        for write in writes:
+            if write.error_text is not None:
+                self.client.log_text(write.ref.run_id, write.error_text, "error.txt")
+            if write.retire_others and write.end == "FINISHED":
+                self.retire_others(write.trial.trial_key, write.ref.run_id)
+            if write.after is not None:
+                write.after()
 
-        Its params are logged again (same values: a no-op, unless a driver died between
-        creating the run and logging them) and a previous error tag is cleared.
-        """
-        self.client.update_run(run_id, status="RUNNING")
-        if trial is not None:
-            self._log_params(run_id, trial)
-        if ERROR_TAG in self.client.get_run(run_id).data.tags:
-            self.client.delete_tag(run_id, ERROR_TAG)
+    def _trial_tags(self, trial: TrialSpec) -> dict[str, str]:
+        """A trial run's tags: its key, its parent (the dataset x embedder run), its name."""
+        return {
+            TRIAL_KEY_TAG: trial.trial_key,
+            PARENT_TAG: self.parent_run(trial.dataset, trial.embedder),
+            MLFLOW_RUN_NAME: f"{trial.strategy.label} | {trial.initial_pool.label} | seed {trial.seed}",
+            "dataset": trial.dataset,
+            "embedder": trial.embedder,
+            "strategy": trial.strategy.label,
+            "initial_pool": trial.initial_pool.label,
+        }
 
-    def log_metrics(self, run_id: str, rows: list[tuple[str, float, int]], timestamp: int) -> None:
-        """Log (name, value, step) rows in batches of at most 1000."""
-        metrics = [Metric(k, float(v), timestamp, int(s)) for k, v, s in rows]
-        for start in range(0, len(metrics), METRICS_PER_BATCH):
-            self.client.log_batch(run_id, metrics=metrics[start : start + METRICS_PER_BATCH])
-
-    def finish(self, run_id: str, summary: dict[str, float], timestamp: int,
-               tags: dict[str, str] | None = None) -> None:
-        """Log the summary metrics (those not logged yet: a resumed finish), ``tags``, end the run."""
-        present = self.client.get_run(run_id).data.metrics
-        rows = [(k, v, 0) for k, v in summary.items() if k not in present]
-        if rows:
-            self.log_metrics(run_id, rows, timestamp)
-        if tags:
-            self.client.log_batch(run_id, tags=[RunTag(k, v[:4000]) for k, v in tags.items()])
-        self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    def _apply_one(self, write: RunWrite) -> None:
+        if write.ref.run_id is None:
+            tags = dict(write.create or {})
+            name = tags.pop(MLFLOW_RUN_NAME, None)
+            write.ref.run_id = self.client.create_run(self.experiment_id, start_time=write.timestamp or None,
+                                                      run_name=name, tags=tags).info.run_id
+        run_id = write.ref.run_id
+        if write.reopen:
+            self.client.update_run(run_id, status="RUNNING")
+        for key in write.clear_tags:
+            self.client.delete_tag(run_id, key)
+        batch = {"params": [Param(k, v) for k, v in write.params.items()],
+                 "metrics": [Metric(k, float(v), write.timestamp, int(s)) for k, v, s in write.metrics],
+                 "tags": [RunTag(k, v) for k, v in write.tags.items()]}
+        if any(batch.values()):
+            self.client.log_batch(run_id, **batch)  # MLflow splits it past 1000 entities
+        if write.end is not None:
+            self.client.set_terminated(run_id, write.end, end_time=write.timestamp or None)
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:
         """Delete (MLflow's soft delete, restorable) every other run of ``trial_key``."""
@@ -268,11 +297,6 @@ class MlflowTracker:
                 self.client.delete_run(run.run_id)
                 retired.append(run.run_id)
         return retired
-
-    def fail(self, run_id: str, error: str, traceback_text: str, status: str = "FAILED") -> None:
-        self.client.log_batch(run_id, tags=[RunTag(ERROR_TAG, error[:4000])])
-        self.client.log_text(run_id, traceback_text, "error.txt")
-        self.client.set_terminated(run_id, status)
 
 
 def open_backend(uri: str, experiment: str, create: bool = True) -> MlflowTracker:
