@@ -95,6 +95,8 @@ class MlflowTracker:
         self._parent_lock = threading.Lock()
         self._mlflow: MlflowClient | None = None
         self._artifact_location = ""
+        self.bulk = False
+        """Write and read through ``mlflow_sql`` (SQLite, PostgreSQL), not call by call."""
         self.client = _LockRetryingClient(None)
         if not create and not store_exists(uri):
             return  # read as empty; an MlflowClient would create the file
@@ -108,6 +110,7 @@ class MlflowTracker:
                 if found is not None:
                     self.experiment_id = found.experiment_id
                     self._artifact_location = found.artifact_location
+                self.bulk = mlflow_sql.supports(self.store)
         except (MlflowException, SQLAlchemyError) as exc:
             reason = " ".join(str(exc).split())[:400]
             raise TrackingURIError(
@@ -144,7 +147,7 @@ class MlflowTracker:
         searches in pages of 5000. ``with_params=False``: without params (``status``)."""
         if self.experiment_id is None:
             return []
-        if mlflow_sql.supports(self.store):
+        if self.bulk:
             rows = self.client.retrying(mlflow_sql.read_runs)(self.store, self.experiment_id, TRIAL_KEY_TAG,
                                                               trial_key, with_params=with_params)
             return [TrialRun(r["run_id"], r["status"], r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
@@ -244,7 +247,7 @@ class MlflowTracker:
         for write in writes:
             if write.ref.run_id is None and write.create is not None:
                 write.create = {**self._trial_tags(write.trial), **write.create}
-        if mlflow_sql.supports(self.store):
+        if self.bulk:
             self.client.retrying(mlflow_sql.apply)(self.store, self.experiment_id,
                                                     self._artifact_location, writes)
         else:
