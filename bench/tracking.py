@@ -69,7 +69,8 @@ def baseline(plan, data, actors: int) -> float:
     while todo or running:
         while todo and idle:
             trial = todo.pop()
-            running[idle[-1].run.remote(trial, refs[trial.embedding_key], None)] = idle.pop()
+            actor = idle.pop()
+            running[actor.run.remote(trial, refs[trial.embedding_key], None)] = actor
         ready, _ = ray.wait(list(running), num_returns=1)
         for generator in ready:
             try:

@@ -7,6 +7,7 @@ Metrics are logged per cycle with ``step`` = number of labelled rows.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -31,6 +32,10 @@ from orchestrator.tracking.base import (
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
+
+# MLflow prints two "View run" lines per ended run against a server: thousands of lines in the
+# driver's terminal (and its CPU) for a grid; albench prints where the runs are once, itself.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 PARENT_TAG = "mlflow.parentRunId"
 METRICS_PER_BATCH = 1000
