@@ -108,12 +108,12 @@ def main() -> None:
     args = parser.parse_args()
 
     import ray
-    from tests.servers import mlflow_server, postgres_cluster
 
     from orchestrator.console import Reporter
     from orchestrator.embedding_stage import embedding_stage
     from orchestrator.grid import prepare_plan
     from orchestrator.ray_runtime import init_ray
+    from tests.servers import mlflow_server, postgres_cluster
     from workers.store import EmbeddingStore
 
     folder = Path(tempfile.mkdtemp(prefix="albench-tracking-"))
