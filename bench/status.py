@@ -3,7 +3,8 @@
 Builds a grid of short trials (3,000 by default: 1,500 seeds x 2 strategies on a small two-topic
 corpus, the corpus of ``bench/tracking.py``), runs it once with ``albench run`` against a fresh
 SQLite file, then times, each as its own process, as a user would type them:
-  1. the imports alone (``python -c "import orchestrator.cli"``), the floor of any command;
+  1. the imports alone (the CLI and what ``status`` imports: MLflow's store is most of it), the
+     floor of the command;
   2. ``albench status CONFIG``;
   3. ``albench run CONFIG`` again (every trial finished: nothing to embed, nothing to run).
 Usage: ``python bench/status.py [--trials 3000] [--repeat 3]`` (best of the repeats printed).
@@ -60,7 +61,9 @@ def main() -> None:
     began = time.perf_counter()
     subprocess.run([*albench, "run", str(path)], check=True, stdout=subprocess.DEVNULL, cwd=folder)
     first = time.perf_counter() - began
-    imports = timed([sys.executable, "-c", "import orchestrator.cli"], args.repeat)
+    imports = timed([sys.executable, "-c", ("import orchestrator.cli, orchestrator.tracking.mlflow_backend, "
+                     "orchestrator.checkpoints, orchestrator.report, workers.store, "
+                     "mlflow.store.tracking.sqlalchemy_store")], args.repeat)
     status = timed([*albench, "status", str(path)], args.repeat)
     rerun = timed([*albench, "run", str(path)], args.repeat)
     print(f"{args.trials} finished trials in one SQLite file, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}"
