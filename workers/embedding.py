@@ -46,6 +46,8 @@ def embed_into_store(job: EmbeddingJob, dataset: TextDataset, store_root: str, t
         "normalize": job.embedder.normalize,
         "dataset_fingerprint": job.dataset_fingerprint,
         "albench_version": _albench_version(),
+        "precision": getattr(embedder, "precision", "float32"),
+        "trust_remote_code": job.embedder.trust_remote_code,
     }
     rows = 0
     try:

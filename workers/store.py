@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from workers.embedders.base import check_finite
 from workers.files import atomic_write
 from workers.hashing import content_hash
 
@@ -85,10 +86,13 @@ class EmbeddingStore:
         metadata: dict,
         dtype: str = "float32",
     ) -> Path:
-        """Write one split atomically (``workers.files.atomic_write``); returns the final path."""
+        """Write one split atomically (``workers.files.atomic_write``); returns the final path.
+
+        Non-finite vectors are refused (``EmbedderError`` naming the embedder and the fix)."""
         target = self.path(dataset, embedder, key, split)
         target.parent.mkdir(parents=True, exist_ok=True)
         values = np.ascontiguousarray(embeddings, dtype=np.dtype(dtype))
+        check_finite(values, embedder, metadata.get("precision"))  # never store NaN/inf
         n, dim = values.shape
         row_ids = np.arange(n, dtype=np.int64)
         labels = np.ascontiguousarray(labels, dtype=np.int64)
