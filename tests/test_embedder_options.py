@@ -132,7 +132,7 @@ def test_builtins_reject_transformers_options():
     for extra in ({"instruction": "q: "}, {"pooling": "cls"}, {"trust_remote_code": True},
                   {"model_kwargs": {"attn_implementation": "sdpa"}}):
         field = next(iter(extra))
-        with pytest.raises(EmbedderError, match=r"embedders\[e\]\.(%s|model_kwargs)" % field):
+        with pytest.raises(EmbedderError, match=rf"embedders\[e\]\.({field}|model_kwargs)"):
             resolve_model(spec("glove-6b-50d", **extra))
 
 

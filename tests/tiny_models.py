@@ -47,7 +47,7 @@ def build_tiny_decoder(root: Path, seed: int = 0, *, layers: int = 2, hidden: in
     return st_dir
 
 
-def manual_last_token(hf_dir: Path, texts: list[str], prompt: str) -> "np.ndarray":  # noqa: F821
+def manual_last_token(hf_dir: Path, texts: list[str], prompt: str):
     """The reference: plain transformers, left padding, hidden state of the last token, L2-norm."""
     import numpy as np
     import torch

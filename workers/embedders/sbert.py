@@ -204,7 +204,7 @@ def _folder_pooling(resolved: ResolvedModel) -> str | tuple | None:
 
             root = Path(hf_hub_download(resolved.location, "modules.json",
                                         revision=resolved.revision)).parent
-        except Exception:
+        except Exception:  # noqa: BLE001 (not found, offline, gated: the model defines none we can see)
             return None
     else:
         root = Path(resolved.location)
