@@ -17,8 +17,8 @@ import numpy as np
 
 from workers.datasets import TextDataset
 from workers.embedders import load_embedder
-from workers.specs import EmbedderSpec
 from workers.hashing import content_hash
+from workers.specs import EmbedderSpec
 from workers.store import EmbeddingStore
 
 DEFAULT_SHARD_ROWS = 20_000
@@ -75,8 +75,11 @@ class EmbeddingActor:
         _pad_to_multiple(self.embedder)
 
     def info(self) -> dict:
+        import os
+
+        env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
         return {"device": self.device, "precision": self.precision, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds}
+                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env}}
 
     def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
               shard_rows: int = DEFAULT_SHARD_ROWS, token_budget: int = DEFAULT_TOKEN_BUDGET,
