@@ -26,8 +26,7 @@ from workers.hashing import content_hash
 from workers.specs import EmbedderSpec
 from workers.store import EmbeddingStore, embedding_key
 
-WORDS = ("the cat sat on a mat stock markets fell after rates rose bank film acting was "
-         "wonderful boring plot story music team won the match").split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "stock", "markets", "fell", "after", "rates", "rose", "bank", "film", "acting", "was", "wonderful", "boring", "plot", "story", "music", "team", "won", "the", "match"]
 RESOURCES = ResourcesConfig(cpus_per_embedding=1)
 
 
@@ -166,7 +165,7 @@ def test_non_finite_vectors_fail_the_entry_not_the_stage(ray_session, tmp_path, 
     data = dataset("d", 30, 10, 5)
     bad = job(EmbedderSpec(name="broken", model=str(broken), max_seq_length=128), data)
     good = job(EmbedderSpec(name="glove", model="glove-6b-50d"), data)
-    rep, console = reporter()
+    rep, _ = reporter()
     result = embedding_stage([bad, good], {"d": data}, EmbeddingStore(tmp_path / "s"), RESOURCES, rep)
     assert good.key in result.data and bad.key not in result.data
     assert "embedders[broken]" in result.errors[bad.key]
