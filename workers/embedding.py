@@ -186,14 +186,15 @@ def plan_batches(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[
 
 
 def encode_batched(embedder, texts: list[str], token_budget: int = DEFAULT_TOKEN_BUDGET) -> np.ndarray:
-    """``embedder.encode(texts)`` in token-budget batches of length-sorted texts (same order out)."""
+    """``embedder.encode(texts)`` in batches of length-sorted texts, each within ``token_budget``
+    padded tokens and ``embedder.batch_size`` rows (same order out)."""
     lengths = token_lengths(embedder, texts)
     if lengths is None:
         return embedder.encode(texts)
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
     batch_size = embedder.batch_size
     try:
-        for rows in plan_batches(lengths, token_budget, max_rows=65536):
+        for rows in plan_batches(lengths, token_budget, max_rows=batch_size):
             embedder.batch_size = len(rows)
             out[rows] = embedder.encode([texts[i] for i in rows])
     finally:
