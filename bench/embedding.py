@@ -28,11 +28,9 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-WORDS = ("the cat sat on a mat stock markets fell after the central bank raised rates film acting "
-         "was wonderful boring plot story music team won the match against rivals in the final "
-         "minute while fans cheered loudly").split()
+WORDS = ["the", "cat", "sat", "on", "a", "mat", "stock", "markets", "fell", "after", "the", "central", "bank", "raised", "rates", "film", "acting", "was", "wonderful", "boring", "plot", "story", "music", "team", "won", "the", "match", "against", "rivals", "in", "the", "final", "minute", "while", "fans", "cheered", "loudly"]
 
 
 def texts(n: int, seed: int = 0) -> list[str]:
@@ -98,8 +96,8 @@ def main() -> None:
                            resolved.identity, data.fingerprint)
         runs = iter(range(10**6))
 
-        def albench_run(actor=actor, job=job):
-            actor.embed(job, data, str(work / f"store-{spec.name}-{next(runs)}"), quiet=True)
+        def albench_run(actor=actor, job=job, name=spec.name, runs=runs):
+            actor.embed(job, data, str(work / f"store-{name}-{next(runs)}"), quiet=True)
 
         albench_run()  # warm
         n = len(sample) + 16
@@ -116,6 +114,7 @@ def main() -> None:
     from orchestrator.config import ResourcesConfig
     from orchestrator.console import Reporter
     from orchestrator.embedding_stage import embedding_stage
+    from workers.store import EmbeddingStore
 
     ray.init(num_cpus=args.threads, include_dashboard=False, log_to_driver=False)
     try:
@@ -124,9 +123,9 @@ def main() -> None:
             job = EmbeddingJob("bench", spec, embedding_key(resolved.identity, data.fingerprint),
                                resolved.identity, data.fingerprint)
             began = time.perf_counter()
-            result = embedding_stage([job], {"bench": data}, __import__("workers.store").store.EmbeddingStore(
-                work / f"stage-{name}"), ResourcesConfig(cpus_per_embedding=args.threads),
-                Reporter(Console(quiet=True)))
+            result = embedding_stage([job], {"bench": data}, EmbeddingStore(work / f"stage-{name}"),
+                                     ResourcesConfig(cpus_per_embedding=args.threads),
+                                     Reporter(Console(quiet=True)))
             wall = time.perf_counter() - began
             assert job.key in result.data, result.errors
             encode = (len(sample) + 16) / plain_rate
