@@ -100,7 +100,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
         by_embedder.setdefault(job.embedder.name, []).append(job)
     dataset_refs = {name: ray.put(datasets[name]) for name in {j.dataset_name for j in missing}}
     root = str(store.root.resolve())
-    actors, pending = [], {}
+    actors, pending, left = [], {}, {}
     reporter.embedding(len(missing), "GPU" if has_gpu else "CPU")
     for jobs in by_embedder.values():
         spec = jobs[0].embedder
@@ -111,6 +111,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
                                     max_task_retries=EMBEDDING_TASK_RETRIES,
                                     **options, **extra).remote(spec, threads)
         actors.append(actor)
+        left[job_owner(jobs)] = [actor, len(jobs)]
         for job in jobs:
             _clear_half_entry(store, job, precision)
             ref = actor.embed.remote(job, dataset_refs[job.dataset_name], root, shard_rows,
@@ -120,6 +121,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(done[0])
+            _release(left, job)
             name = f"{job.dataset_name} x {job.embedder.name}"
             try:
                 info = ray.get(done[0])
@@ -146,6 +148,19 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
+
+
+def job_owner(jobs: list[EmbeddingJob]) -> str:
+    return jobs[0].embedder.name
+
+
+def _release(left: dict[str, list], job: EmbeddingJob) -> None:
+    """Count the job done; an actor with no job left ends now, freeing its GPU or CPUs for the
+    embedders still waiting (a finished actor would otherwise hold them until the stage ends)."""
+    entry = left[job.embedder.name]
+    entry[1] -= 1
+    if entry[1] == 0:
+        ray.kill(entry[0], no_restart=True)
 
 
 def _failed(result: EmbeddingResult, reporter: Reporter, job: EmbeddingJob, message: str) -> None:
