@@ -58,23 +58,38 @@ def pick_device() -> str:
 
 
 class EmbeddingActor:
-    """One embedder on one device: the model is loaded once, in the constructor."""
+    """One embedder on one device: the model is loaded once, by the first call, and kept.
+
+    (Not in the constructor: an embedder that cannot load fails its calls with its own
+    ``EmbedderError``, which is not retried, instead of killing and restarting the actor.)"""
 
     def __init__(self, spec: EmbedderSpec, threads: int = 0) -> None:
-        import torch
-
-        if threads:
-            torch.set_num_threads(threads)  # Ray reuses worker processes: set it explicitly
         self.spec = spec
-        self.device = pick_device()
-        began = time.perf_counter()
-        self.embedder = load_embedder(spec, self.device)
-        LOADS["count"] += 1
-        self.load_seconds = time.perf_counter() - began
-        self.precision = getattr(self.embedder, "precision", "float32")
-        _pad_to_multiple(self.embedder)
+        self.threads = threads
+        self._embedder = None
+        self.device = "unknown"
+        self.load_seconds = 0.0
+        self.precision = "unknown"
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            import torch
+
+            if self.threads:
+                torch.set_num_threads(self.threads)  # Ray reuses worker processes: set it
+            self.device = pick_device()
+            began = time.perf_counter()
+            embedder = load_embedder(self.spec, self.device)
+            LOADS["count"] += 1
+            self.load_seconds = time.perf_counter() - began
+            self.precision = getattr(embedder, "precision", "float32")
+            _pad_to_multiple(embedder)
+            self._embedder = embedder
+        return self._embedder
 
     def info(self) -> dict:
+        self.embedder  # noqa: B018 (loads the model)
         import os
 
         env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
@@ -88,8 +103,9 @@ class EmbeddingActor:
         verify are kept: a rerun resumes at the first missing one), then write the manifest."""
         began = time.perf_counter()
         store = EmbeddingStore(store_root)
+        embedder = self.embedder
         key = job.store_key(self.precision)
-        self.embedder.fit(dataset.train_texts)
+        embedder.fit(dataset.train_texts)
         metadata = {
             "model": job.embedder.model,
             "embedder_identity": job.identity,
