@@ -3,8 +3,8 @@ once, embeds every dataset given to it, shard by shard, resuming at the first mi
 ``embed_into_store`` (one dataset in one call, the same code path).
 
 Sentence-transformers embedders get length-sorted batches cut by a token budget, with lengths
-rounded up to a multiple of ``LENGTH_MULTIPLE`` (and padded to it), so few distinct shapes reach
-the device."""
+rounded up to a multiple of ``LENGTH_MULTIPLE`` (and, on GPUs, padded to it), so few distinct
+shapes reach the device."""
 
 from __future__ import annotations
 
@@ -84,7 +84,8 @@ class EmbeddingActor:
             LOADS["count"] += 1
             self.load_seconds = time.perf_counter() - began
             self.precision = getattr(embedder, "precision", "float32")
-            _pad_to_multiple(embedder)
+            if self.device != "cpu":  # bounds the shapes cuDNN plans; on CPU padding only costs
+                _pad_to_multiple(embedder)
             self._embedder = embedder
         return self._embedder
 

@@ -1,6 +1,8 @@
 """The Parquet embedding store: written by the embedding workers, read by the driver and actors.
 
-Layout: ``<root>/<dataset>/<embedder>-<key[:16]>/<split>.parquet`` where ``key`` is a content
+Layout: ``<root>/<dataset>/<embedder>-<key[:16]>/`` holding either ``shards/<split>-NNNNN.parquet``
+and a ``manifest.json`` written last (what the embedding stage writes; the entry exists only
+once the manifest does), or one ``<split>.parquet`` per split (``write``), where ``key`` is a content
 address (embedder identity and settings, dataset fingerprint). Columns: ``row_id`` (int64),
 ``label`` (int64), ``embedding`` (``fixed_size_list<float32|float16>[dim]``). Schema metadata
 records the model, dim, normalisation, dataset fingerprint, albench version, the row count and a
