@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import sys
 import tempfile
 import traceback
@@ -65,14 +66,55 @@ def _tracker(config: ExperimentConfig, create: bool = True):
 
 
 @app.command()
-def validate(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
+def validate(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    offline: bool = typer.Option(False, "--offline", help="Check schema, grid and names without "
+                                 "loading datasets or models (nothing reaches the hub)."),
+) -> None:
     """Parse CONFIG, load its datasets, expand the grid; print counts, run nothing."""
     config = _load(config_path)
+    if offline:
+        _validate_offline(config)
+        return
     plan = _plan(config)
     reporter.say(f"{config.name}: {len(plan.trials)} trials "
                  f"({len(config.datasets)} datasets x {len(config.embedders)} embedders x "
                  f"{len(config.initial_pools)} initial pools x {len(config.strategies)} strategies "
                  f"x {len(config.seeds)} seeds), {len(plan.jobs)} embedding jobs, "
+                 f"{config.protocol.n_cycles} query cycles of {config.protocol.query_size}")
+
+
+def _validate_offline(config) -> None:
+    """Every embedder resolved (names, hub ids, local folders; no model loaded), every Hugging
+    Face dataset id well formed, the grid counted; problems exit with the config code."""
+    from workers.embedders import EmbedderError, resolve_model
+    from workers.embedders.resolve import looks_like_path
+
+    problems = []
+    for index, spec in enumerate(config.embedders):
+        try:
+            resolve_model(spec)
+        except EmbedderError as exc:
+            problems.append(f"embedders[{index}] {exc}")
+        if spec.trust_remote_code:
+            reporter.warn(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
+                          "runs Python code from its repository")
+    hub_id = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
+    for index, dataset in enumerate(config.datasets):
+        source = dataset.source
+        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
+                and not hub_id.match(source.path):
+            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
+                            "('org/name') nor a local path")
+    if problems:
+        for problem in problems:
+            reporter.error(problem)
+        raise typer.Exit(EXIT_CONFIG)
+    reporter.say(f"{config.name}: valid offline (schema, grid, names; datasets and models not "
+                 f"loaded): {config.n_trials} trials ({len(config.datasets)} datasets x "
+                 f"{len(config.embedders)} embedders x {len(config.initial_pools)} initial pools x "
+                 f"{len(config.strategies)} strategies x {len(config.seeds)} seeds), "
+                 f"{len(config.datasets) * len(config.embedders)} embedding jobs, "
                  f"{config.protocol.n_cycles} query cycles of {config.protocol.query_size}")
 
 
@@ -174,8 +216,9 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         if found is not None:
             cycles[key] = found.cycle
     store = EmbeddingStore(config.store.path)
-    stored = {(j.dataset_name, j.embedder.name): store.has(j.dataset_name, j.embedder.name, j.key)
-              for j in plan.jobs}
+    stored = {(j.dataset_name, j.embedder.name): any(
+        store.has(j.dataset_name, j.embedder.name, j.store_key(p))
+        for p in ("float32", "bfloat16", "float16")) for j in plan.jobs}
     driver_running = checkpoints.locked() or tracker.lease_holder() is not None
     result = grid_status(plan.trials, tracker.trial_runs(with_params=False), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)

@@ -31,10 +31,17 @@ class ResourcesConfig(Section):
     """What each unit of work asks Ray for."""
 
     gpus_per_embedding: float = Field(
-        1.0, ge=0, description="GPUs per embedding task when the cluster has GPUs (fp16 there)."
+        1.0, ge=0, description="GPUs per embedding actor when the cluster has GPUs."
     )
     cpus_per_embedding: float = Field(
-        2.0, gt=0, description="CPUs per embedding task when it runs on CPU."
+        2.0, gt=0, description="CPUs per embedding actor when it runs on CPU."
+    )
+    embedding_shard_rows: int = Field(
+        20_000, ge=1, description="Rows per embedding store shard (a killed actor resumes at the "
+        "first missing shard)."
+    )
+    embedding_token_budget: int = Field(
+        16_384, ge=16, description="Padded tokens per embedding batch (length-sorted texts)."
     )
     cpus_per_trajectory: float = Field(1.0, gt=0, description="CPUs per trajectory actor.")
     max_concurrency: int | None = Field(

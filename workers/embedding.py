@@ -1,14 +1,34 @@
-"""The embedding stage's unit of work: embed one dataset with one embedder into the store."""
+"""The embedding stage's workers: ``EmbeddingActor`` (one per embedder and device: loads the model
+once, embeds every dataset given to it, shard by shard, resuming at the first missing shard) and
+``embed_into_store`` (one dataset in one call, the same code path).
+
+Sentence-transformers embedders get length-sorted batches cut by a token budget, with lengths
+rounded up to a multiple of ``LENGTH_MULTIPLE`` (and, on GPUs, padded to it), so few distinct
+shapes reach the device."""
 
 from __future__ import annotations
 
+import math
+import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from workers.datasets import TextDataset
 from workers.embedders import load_embedder
+from workers.hashing import content_hash
 from workers.specs import EmbedderSpec
 from workers.store import EmbeddingStore
+
+DEFAULT_SHARD_ROWS = 20_000
+"""Rows per store shard: a killed job loses at most one shard of work."""
+DEFAULT_TOKEN_BUDGET = 16_384
+"""Padded tokens per batch (rows x rounded length) for sentence-transformers embedders."""
+LENGTH_MULTIPLE = 16
+"""Batch lengths are rounded up (and padded) to a multiple of this: a bounded set of shapes."""
+LOADS = {"count": 0}
+"""Models loaded by this process (the tests check that one actor loads its model once)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +41,14 @@ class EmbeddingJob:
     identity: str
     dataset_fingerprint: str
 
+    def store_key(self, precision: str) -> str:
+        """The store address: ``key`` where the identity names its precision, else ``key`` with
+        the precision 'auto' resolved to on the device (fp32 and bf16 vectors never share one).
+        The trial key keeps ``key``."""
+        if '"precision":"auto"' not in self.identity:
+            return self.key
+        return content_hash(self.key, ":precision=", precision)
+
 
 def pick_device() -> str:
     """``cuda`` when this worker sees a GPU, else ``cpu``."""
@@ -29,41 +57,166 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def embed_into_store(job: EmbeddingJob, dataset: TextDataset, store_root: str, threads: int = 0) -> dict:
-    """Fit (where the embedder fits on the pool), encode both splits, write them atomically."""
-    import torch
+class EmbeddingActor:
+    """One embedder on one device: the model is loaded once, by the first call, and kept.
 
-    if threads:
-        torch.set_num_threads(threads)  # Ray reuses worker processes: set it every time
-    device = pick_device()
-    began = time.perf_counter()
-    embedder = load_embedder(job.embedder, device)
-    embedder.fit(dataset.train_texts)
-    store = EmbeddingStore(store_root)
-    metadata = {
-        "model": job.embedder.model,
-        "embedder_identity": job.identity,
-        "normalize": job.embedder.normalize,
-        "dataset_fingerprint": job.dataset_fingerprint,
-        "albench_version": _albench_version(),
-    }
-    rows = 0
-    try:
+    (Not in the constructor: an embedder that cannot load fails its calls with its own
+    ``EmbedderError``, which is not retried, instead of killing and restarting the actor.)"""
+
+    def __init__(self, spec: EmbedderSpec, threads: int = 0) -> None:
+        self.spec = spec
+        self.threads = threads
+        self._embedder = None
+        self.device = "unknown"
+        self.load_seconds = 0.0
+        self.precision = "unknown"
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            import torch
+
+            if self.threads:
+                torch.set_num_threads(self.threads)  # Ray reuses worker processes: set it
+            self.device = pick_device()
+            began = time.perf_counter()
+            embedder = load_embedder(self.spec, self.device)
+            LOADS["count"] += 1
+            self.load_seconds = time.perf_counter() - began
+            self.precision = getattr(embedder, "precision", "float32")
+            if self.device != "cpu":  # bounds the shapes cuDNN plans; on CPU padding only costs
+                _pad_to_multiple(embedder)
+            self._embedder = embedder
+        return self._embedder
+
+    def info(self) -> dict:
+        self.embedder  # noqa: B018 (loads the model)
+        import os
+
+        env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
+        return {"device": self.device, "precision": self.precision, "loads": LOADS["count"],
+                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env}}
+
+    def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
+              shard_rows: int = DEFAULT_SHARD_ROWS, token_budget: int = DEFAULT_TOKEN_BUDGET,
+              quiet: bool = False) -> dict:
+        """Fit on the pool where the embedder fits, embed both splits shard by shard (shards that
+        verify are kept: a rerun resumes at the first missing one), then write the manifest."""
+        began = time.perf_counter()
+        store = EmbeddingStore(store_root)
+        embedder = self.embedder
+        key = job.store_key(self.precision)
+        embedder.fit(dataset.train_texts)
+        metadata = {
+            "model": job.embedder.model,
+            "embedder_identity": job.identity,
+            "normalize": job.embedder.normalize,
+            "dataset_fingerprint": job.dataset_fingerprint,
+            "albench_version": _albench_version(),
+            "precision": self.precision,
+            "device": self.device,
+            "trust_remote_code": job.embedder.trust_remote_code,
+        }
+        name = f"{job.dataset_name} x {job.embedder.name}"
+        total = len(dataset.train_texts) + len(dataset.test_texts)
+        shards: dict[str, list[int]] = {}
+        done = kept = written = 0
         for split, texts, labels in (
             ("train", dataset.train_texts, dataset.train_labels),
             ("test", dataset.test_texts, dataset.test_labels),
         ):
-            vectors = embedder.encode(texts)
-            store.write(job.dataset_name, job.embedder.name, job.key, split, vectors, labels,
-                        metadata, dtype=job.embedder.store_dtype)
-            rows += len(texts)
-    except BaseException:
-        # Each file is written by rename; an entry is both splits: never leave half of one.
-        store.remove(job.dataset_name, job.embedder.name, job.key)
-        raise
-    seconds = time.perf_counter() - began
-    return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": rows,
-            "seconds": seconds, "device": device}
+            counts = []
+            for index in range(max(1, math.ceil(len(texts) / shard_rows))):
+                start = index * shard_rows
+                part = list(texts[start:start + shard_rows])
+                counts.append(len(part))
+                if store.shard_ok(job.dataset_name, job.embedder.name, key, split, index, len(part)):
+                    kept += len(part)
+                else:
+                    vectors = encode_batched(self.embedder, part, token_budget)
+                    store.write_shard(job.dataset_name, job.embedder.name, key, split, index, start,
+                                      vectors, np.asarray(labels[start:start + shard_rows]),
+                                      metadata, dtype=job.embedder.store_dtype)
+                    written += len(part)
+                done += len(part)
+                if not quiet:
+                    seconds = time.perf_counter() - began
+                    rate = written / seconds if written else 0.0
+                    eta = (total - done) / rate if rate else 0.0
+                    print(f"[embed] {name} {split} shard {index}: {done}/{total} texts, "
+                          f"{rate:,.0f} texts/s, ETA {eta:,.0f} s", file=sys.stderr, flush=True)
+            shards[split] = counts
+        store.write_manifest(job.dataset_name, job.embedder.name, key, shards, metadata)
+        seconds = time.perf_counter() - began
+        return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": total,
+                "written": written, "kept": kept, "seconds": seconds, "device": self.device,
+                "precision": self.precision, "store_key": key, "loads": LOADS["count"],
+                "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+
+
+def embed_into_store(job: EmbeddingJob, dataset: TextDataset, store_root: str, threads: int = 0,
+                     shard_rows: int = DEFAULT_SHARD_ROWS) -> dict:
+    """Embed one dataset (loads the model: ``EmbeddingActor`` keeps it for several)."""
+    return EmbeddingActor(job.embedder, threads).embed(job, dataset, store_root, shard_rows,
+                                                       quiet=True)
+
+
+def _pad_to_multiple(embedder) -> None:
+    """Pad sentence-transformers batches to a multiple of LENGTH_MULTIPLE tokens."""
+    model = getattr(embedder, "model", None)
+    try:
+        first = model[0] if model is not None else None
+    except (TypeError, IndexError, KeyError):
+        return
+    if first is not None and isinstance(getattr(first, "processing_kwargs", None), dict):
+        text = dict(first.processing_kwargs.get("text") or {})
+        text["pad_to_multiple_of"] = LENGTH_MULTIPLE
+        first.processing_kwargs = {**first.processing_kwargs, "text": text}
+
+
+def token_lengths(embedder, texts: list[str]) -> np.ndarray | None:
+    """Tokens per text (prompt and special tokens included, truncated to the model's limit);
+    None for embedders without a tokenizer."""
+    model = getattr(embedder, "model", None)
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None or not texts:
+        return None
+    prompt = getattr(embedder, "prompt", None) or ""
+    limit = getattr(model, "max_seq_length", None) or 512
+    ids = tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=True,
+                    max_length=limit)["input_ids"]
+    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
+
+
+def plan_batches(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[np.ndarray]:
+    """Row indices of each batch: longest first, each batch's rows x its longest length (rounded
+    up to LENGTH_MULTIPLE) within ``token_budget`` (always at least one row)."""
+    rounded = -(-lengths // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
+    order = np.argsort(-rounded, kind="stable")
+    batches, i = [], 0
+    while i < len(order):
+        width = int(rounded[order[i]])  # the batch's longest: rows sorted longest first
+        rows = max(1, min(max_rows, token_budget // max(width, 1)))
+        batches.append(order[i:i + rows])
+        i += rows
+    return batches
+
+
+def encode_batched(embedder, texts: list[str], token_budget: int = DEFAULT_TOKEN_BUDGET) -> np.ndarray:
+    """``embedder.encode(texts)`` in batches of length-sorted texts, each within ``token_budget``
+    padded tokens and ``embedder.batch_size`` rows (same order out)."""
+    lengths = token_lengths(embedder, texts)
+    if lengths is None:
+        return embedder.encode(texts)
+    out = np.empty((len(texts), embedder.dim), dtype=np.float32)
+    batch_size = embedder.batch_size
+    try:
+        for rows in plan_batches(lengths, token_budget, max_rows=batch_size):
+            embedder.batch_size = len(rows)
+            out[rows] = embedder.encode([texts[i] for i in rows])
+    finally:
+        embedder.batch_size = batch_size
+    return out
 
 
 def _albench_version() -> str:

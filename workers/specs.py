@@ -35,6 +35,39 @@ class Spec(BaseModel):
 # --------------------------------------------------------------------------------- embedders
 
 
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
+
+
+class ModelKwargs(Spec):
+    """What albench passes to transformers when it loads a model (a whitelist, nothing else)."""
+
+    dtype: Literal["float32", "float16", "bfloat16"] | None = Field(
+        None, description="Weights dtype (the same as precision; give one)."
+    )
+    attn_implementation: Literal["sdpa", "flash_attention_2", "eager"] | None = Field(
+        None, description="Attention kernel: sdpa, flash_attention_2 (where installed) or eager."
+    )
+
+
+class RuntimeEnvSpec(Spec):
+    """A Ray runtime_env for one embedder: pip requirements and environment variables only
+    (a config never names code to run)."""
+
+    pip: list[Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-\[\],<>=!~ ]*$")]] = Field(
+        default_factory=list, description="pip requirements ('pkg==1.2'), installed by Ray.")
+    env_vars: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = Field(
+        default_factory=dict, description="Environment variables of the embedder's actors.")
+
+    def ray(self) -> dict:
+        """The dict Ray's ``runtime_env`` takes."""
+        out: dict = {}
+        if self.pip:
+            out["pip"] = list(self.pip)
+        if self.env_vars:
+            out["env_vars"] = dict(self.env_vars)
+        return out
+
+
 class EmbedderSpec(Spec):
     """A frozen text embedder: a built-in name, a sentence-transformers hub id or a local path."""
 
@@ -54,8 +87,33 @@ class EmbedderSpec(Spec):
     query_prompt: str | None = Field(
         None, description="Instruction/prefix prepended to every text (e.g. 'query: ' for E5)."
     )
-    precision: Literal["auto", "float32", "float16"] = Field(
-        "auto", description="Compute precision: auto = float16 on GPU, float32 on CPU."
+    instruction: str | None = Field(
+        None, description="Instruction prepended to every text (the same as query_prompt; give one)."
+    )
+    prompt_name: str | None = Field(
+        None, description="A named prompt of the model's own config (config_sentence_transformers.json)."
+    )
+    pooling: Literal["mean", "cls", "lasttoken"] | None = Field(
+        None, description="Pooling for a folder that defines none (a folder's own pooling wins; "
+        "a different value is an error)."
+    )
+    padding_side: Literal["left", "right"] | None = Field(
+        None, description="Tokenizer padding side (decoder embedders with last-token pooling: left)."
+    )
+    model_kwargs: ModelKwargs = Field(
+        default_factory=lambda: ModelKwargs(), description="Options passed when loading the model."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Run the model repository's own Python code (off by default; turning it "
+        "on warns and is recorded in the store metadata)."
+    )
+    runtime_env: RuntimeEnvSpec | None = Field(
+        None, description="An isolated Ray environment for this embedder's actors (pip pins, "
+        "environment variables)."
+    )
+    precision: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="Compute precision: auto = bfloat16 on GPUs that support it, float16 "
+        "on older ones, float32 on CPU."
     )
     store_dtype: Literal["float32", "float16"] = Field(
         "float32", description="Element type of the embeddings in the Parquet store."
@@ -63,6 +121,30 @@ class EmbedderSpec(Spec):
     dim: int | None = Field(
         None, ge=2, description="Output size for built-ins that have one (tfidf-svd components)."
     )
+
+    @model_validator(mode="after")
+    def _one_prompt(self) -> EmbedderSpec:
+        given = [f for f in ("instruction", "query_prompt", "prompt_name") if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)} are given; give one of instruction, query_prompt "
+                             "or prompt_name")
+        dtype = self.model_kwargs.dtype
+        if dtype is not None and self.precision != "auto" and dtype != self.precision:
+            raise ValueError(f"model_kwargs.dtype {dtype!r} contradicts precision {self.precision!r}; "
+                             "give one of them")
+        return self
+
+    @property
+    def prompt(self) -> str | None:
+        """The literal text prepended to every input (instruction or query_prompt)."""
+        return self.instruction if self.instruction is not None else self.query_prompt
+
+    @property
+    def wanted_precision(self) -> str:
+        """precision, or model_kwargs.dtype when precision is auto."""
+        if self.precision == "auto" and self.model_kwargs.dtype is not None:
+            return self.model_kwargs.dtype
+        return self.precision
 
 
 # ------------------------------------------------------------------------- protocol/learner

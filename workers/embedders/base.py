@@ -139,13 +139,38 @@ def is_cuda(device: str) -> bool:
 
 
 def effective_precision(spec: EmbedderSpec, device: str | None) -> str:
-    """``spec.precision`` with 'auto' resolved for ``device`` (float16 on CUDA, float32 on CPU;
-    'auto' when no device is given)."""
-    if spec.precision != "auto":
-        return spec.precision
+    """``spec.precision`` (or ``model_kwargs.dtype``) with 'auto' resolved for ``device``:
+    bfloat16 on GPUs that support it, float16 on older ones, float32 on CPU; 'auto' when no
+    device is given (the driver, which may see no GPU)."""
+    wanted = spec.wanted_precision
+    if wanted != "auto":
+        return wanted
     if device is None:
         return "auto"
-    return "float16" if is_cuda(device) else "float32"
+    return cuda_auto_precision() if is_cuda(device) else "float32"
+
+
+def cuda_auto_precision() -> str:
+    """'bfloat16' when this process's GPU supports it (compute capability 8.0+), else 'float16'."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return "bfloat16"
+    return "float16"
+
+
+def check_finite(vectors: np.ndarray, embedder: str, precision: str | None = None) -> None:
+    """Raise ``EmbedderError`` when ``vectors`` hold NaN or infinity (never store them)."""
+    finite = np.isfinite(vectors)
+    if finite.all():
+        return
+    rows = int((~finite.all(axis=tuple(range(1, vectors.ndim)))).sum()) if vectors.ndim > 1 else -1
+    used = f" in {precision}" if precision else ""
+    raise EmbedderError(
+        f"embedders[{embedder}]: {rows} of {len(vectors)} vectors are not finite (NaN or "
+        f"infinity){used}, so nothing was stored; fix: set embedders[{embedder}].precision to "
+        f"bfloat16 or float32 (float16 overflows in large models), or check the model's weights"
+    )
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

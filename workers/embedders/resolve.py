@@ -103,13 +103,14 @@ def _resolve_builtin(spec: EmbedderSpec, name: str, device: str | None) -> Resol
         raise reject(
             spec, "revision", f"built-in {name!r} is pinned by its package version", "remove revision"
         )
-    if not kind.takes_prompt and spec.query_prompt is not None:
-        raise reject(
-            spec,
-            "query_prompt",
-            f"built-in {name!r} does not take a prompt (sentence-transformers models only)",
-            "remove query_prompt",
-        )
+    if not kind.takes_prompt:
+        for field in ("query_prompt", "instruction", "prompt_name", "pooling", "padding_side"):
+            if getattr(spec, field) is not None:
+                raise reject(spec, field, f"built-in {name!r} does not take {field} "
+                             "(sentence-transformers models only)", f"remove {field}")
+        if spec.trust_remote_code or spec.model_kwargs.dtype or spec.model_kwargs.attn_implementation:
+            raise reject(spec, "model_kwargs", f"built-in {name!r} loads no transformers model",
+                         "remove model_kwargs and trust_remote_code")
     kind.check_builtin(spec, name, info)
     version = _builtin_version(spec, name)
     location = _builtin_location(spec, name)
