@@ -27,7 +27,7 @@ def test_better_by_design_wins_and_equal_ties():
     scores = stats.problem_scores(_trials(0.05))
     result = stats.compare(scores, tie_threshold=0.01)
     assert result.ranks["good"] == 1.0
-    assert result.wtl["good"]["random"] == [8, 0, 0] if hasattr(result, "wtl") else result.win_tie_loss["good"]["random"] == [8, 0, 0]
+    assert result.win_tie_loss["good"]["random"] == [8, 0, 0]
     assert result.win_tie_loss["same"]["random"][1] == 8  # below the practical threshold: tied
     assert result.friedman["p"] < 0.05
 
