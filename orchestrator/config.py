@@ -81,6 +81,17 @@ class StoreConfig(Section):
     )
 
 
+class ReportConfig(Section):
+    """``albench report`` settings (all optional)."""
+
+    early_cycles: int | None = Field(default=None, ge=1,
+                                     description="Cycles in the early AUC (default: a third).")
+    tie_threshold: float = Field(default=0.0, ge=0.0,
+                                 description="Paired differences below this are ties.")
+    embedder_quality: dict[str, float] = Field(default_factory=dict,
+                                               description="User-supplied quality per embedder.")
+
+
 class ExperimentConfig(Section):
     """A benchmark grid: datasets x embedders x initial pools x strategies x seeds."""
 
@@ -100,6 +111,7 @@ class ExperimentConfig(Section):
     resources: ResourcesConfig = Field(default_factory=ResourcesConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     store: StoreConfig = Field(default_factory=StoreConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     @field_validator("seeds")
     @classmethod
