@@ -43,7 +43,7 @@ CASES = [
     ("bad embedder batch size", lambda c: c["embedders"][0].update(batch_size="big"),
      r"embedders\[0\]\.batch_size: Input should be a valid integer"),
     ("bad precision", lambda c: c["embedders"][1].update(precision="int3"),
-     r"embedders\[1\]\.precision: Input should be 'auto', 'float32' or 'float16'"),
+     r"embedders\[1\]\.precision: Input should be 'auto', 'float32', 'float16' or 'bfloat16'"),
     ("duplicate embedder names", lambda c: c["embedders"].append(dict(c["embedders"][0])),
      r"  embedders\[2\]: duplicate entry 'tfidf' \(also embedders\[0\]\); give each a unique name"),
     ("two bad parameters of one strategy",
