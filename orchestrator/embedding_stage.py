@@ -2,9 +2,11 @@
 
 Entries found in the store are verified (each file by the store; here also against the dataset
 it claims to embed) and reused; damaged ones are removed and recomputed. Missing entries are
-computed by one long-lived ``EmbeddingActor`` per embedder (on a GPU when the cluster has one,
-in the embedder's own ``runtime_env`` when it has one): it loads the model once and embeds every
-dataset that needs it, shard by shard. An entry that cannot be computed (the embedder raised,
+computed by long-lived ``EmbeddingActor``s, one per embedder and GPU (on a CPU-only cluster one per
+embedder and node; in the embedder's own ``runtime_env`` when it has one): each loads the model
+once and embeds every dataset that needs it, shard by shard. With several actors per embedder the
+shards of each dataset are spread over them round robin (data-parallel) and one last call, once
+every shard is written, verifies them all and writes the manifest. An entry that cannot be computed (the embedder raised,
 restarts exhausted, the written entry does not verify) does not stop the others: it is reported
 in ``EmbeddingResult.errors`` and only the trials that need it fail.
 
@@ -19,6 +21,7 @@ on the device (``EmbeddingJob.store_key``); trial keys do not change.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +30,13 @@ import ray
 from orchestrator.console import Reporter
 from orchestrator.ray_runtime import task_error
 from workers.datasets import TextDataset
-from workers.embedding import DEFAULT_SHARD_ROWS, DEFAULT_TOKEN_BUDGET, EmbeddingActor, EmbeddingJob
+from workers.embedding import (
+    DEFAULT_SHARD_ROWS,
+    DEFAULT_TOKEN_BUDGET,
+    EmbeddingActor,
+    EmbeddingJob,
+    shard_layout,
+)
 from workers.store import EmbeddingStore, StoreCorruptionError
 from workers.trajectory import TrialData
 
@@ -62,8 +71,9 @@ def auto_precision(resources) -> str:
 
 def embedding_stage(jobs: list[EmbeddingJob], datasets: dict[str, TextDataset], store: EmbeddingStore,
                     resources, reporter: Reporter, *, shard_rows: int | None = None,
-                    token_budget: int | None = None) -> EmbeddingResult:
-    """Make sure every job's entry is in the store; read them all (``resources``: the config's)."""
+                    token_budget: int | None = None, actors: int | None = None) -> EmbeddingResult:
+    """Make sure every job's entry is in the store; read them all (``resources``: the config's;
+    ``actors``: actors per embedder, default ``actors_per_embedder``)."""
     result = EmbeddingResult()
     missing: list[EmbeddingJob] = []
     precision = auto_precision(resources) if any(
@@ -78,60 +88,127 @@ def embedding_stage(jobs: list[EmbeddingJob], datasets: dict[str, TextDataset], 
     if missing:
         _compute(missing, datasets, store, resources, reporter, result, precision,
                  shard_rows or getattr(resources, "embedding_shard_rows", DEFAULT_SHARD_ROWS),
-                 token_budget or getattr(resources, "embedding_token_budget", DEFAULT_TOKEN_BUDGET))
+                 token_budget or getattr(resources, "embedding_token_budget", DEFAULT_TOKEN_BUDGET),
+                 actors)
     return result
+
+
+def actors_per_embedder(resources) -> int:
+    """How many actors one embedder gets: one per GPU share on a GPU cluster (the shards of one
+    dataset are spread over them, data-parallel); on a CPU-only cluster one per node that can
+    host one (a single machine: one)."""
+    cluster = ray.cluster_resources()
+    if cluster.get("GPU", 0) > 0:
+        return max(1, int(cluster["GPU"] // max(resources.gpus_per_embedding, 1e-9)))
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    need = min(resources.cpus_per_embedding, max((n["Resources"].get("CPU", 0) for n in nodes),
+                                                 default=1))
+    return max(1, sum(1 for n in nodes if n["Resources"].get("CPU", 0) >= need))
+
+
+@dataclass
+class _Entry:
+    """One job in flight: its parts (data-parallel) or one whole call, and what they reported."""
+
+    job: EmbeddingJob
+    owner: str
+    parts_left: int = 0
+    reports: list[dict] = field(default_factory=list)
+    failed: bool = False
+    began: float = 0.0
 
 
 def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], store: EmbeddingStore,
              resources, reporter: Reporter, result: EmbeddingResult, precision: str,
-             shard_rows: int, token_budget: int) -> None:
+             shard_rows: int, token_budget: int, actors: int | None = None) -> None:
     cluster = ray.cluster_resources()
     has_gpu = cluster.get("GPU", 0) > 0
     if has_gpu:
         options = {"num_gpus": resources.gpus_per_embedding, "num_cpus": 1}
         threads = 0
     else:
-        cpus = min(resources.cpus_per_embedding, cluster.get("CPU", 1))
+        largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")),
+                      default=cluster.get("CPU", 1))
+        cpus = min(resources.cpus_per_embedding, largest or 1)
         options = {"num_cpus": cpus}
         threads = max(1, int(cpus))
+    per_embedder = actors or actors_per_embedder(resources)
     actor_class = ray.remote(EmbeddingActor)
     by_embedder: dict[str, list[EmbeddingJob]] = {}
     for job in missing:
         by_embedder.setdefault(job.embedder.name, []).append(job)
     dataset_refs = {name: ray.put(datasets[name]) for name in {j.dataset_name for j in missing}}
     root = str(store.root.resolve())
-    actors, pending, left = [], {}, {}
+    all_actors: list = []
+    owned: dict[str, list] = {}  # embedder -> [its actors, jobs not yet complete]
+    pending: dict = {}  # ref -> (entry, kind, actor)
     reporter.embedding(len(missing), "GPU" if has_gpu else "CPU")
-    for jobs in by_embedder.values():
+    for name, jobs in by_embedder.items():
         spec = jobs[0].embedder
         extra = {"runtime_env": spec.runtime_env.ray()} if spec.runtime_env else {}
         # A lost actor is restarted and its call retried; exceptions of the embedder itself are
         # deterministic, so they are not (retry_exceptions is off for actor calls by default).
-        actor = actor_class.options(max_restarts=EMBEDDING_TASK_RETRIES,
+        layouts = {j.key: shard_layout(len(datasets[j.dataset_name].train_texts),
+                                       len(datasets[j.dataset_name].test_texts), shard_rows)
+                   for j in jobs}
+        count = max(1, min(per_embedder, max(len(v) for v in layouts.values())))
+        mine = [actor_class.options(max_restarts=EMBEDDING_TASK_RETRIES,
                                     max_task_retries=EMBEDDING_TASK_RETRIES,
                                     **options, **extra).remote(spec, threads)
-        actors.append(actor)
-        left[job_owner(jobs)] = [actor, len(jobs)]
+                for _ in range(count)]
+        all_actors += mine
+        owned[name] = [mine, len(jobs)]
+        turn = 0
         for job in jobs:
             _clear_half_entry(store, job, precision)
-            ref = actor.embed.remote(job, dataset_refs[job.dataset_name], root, shard_rows,
-                                     token_budget)
-            pending[ref] = job
+            entry = _Entry(job, name, began=time.perf_counter())
+            data = dataset_refs[job.dataset_name]
+            shards = [(split, index) for split, index, _, _ in layouts[job.key]]
+            if count == 1 or len(shards) == 1:
+                actor = mine[turn % count]
+                turn += 1
+                pending[actor.embed.remote(job, data, root, shard_rows, token_budget)] = (
+                    entry, "whole", actor)
+                continue
+            parts: dict[int, list] = {}
+            for shard in shards:  # round robin over the embedder's actors, across its datasets
+                parts.setdefault(turn % count, []).append(shard)
+                turn += 1
+            entry.parts_left = len(parts)
+            for i, only in parts.items():
+                ref = mine[i].embed.remote(job, data, root, shard_rows, token_budget,
+                                           only=only, manifest=False)
+                pending[ref] = (entry, "part", mine[i])
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(done[0])
-            _release(left, job)
+            entry, kind, actor = pending.pop(done[0])
+            job = entry.job
             name = f"{job.dataset_name} x {job.embedder.name}"
             try:
                 info = ray.get(done[0])
             except ray.exceptions.RayTaskError as exc:
                 cause = task_error(exc)
-                _failed(result, reporter, job, f"embedding {name} failed: {type(cause).__name__}: {cause}")
-                continue
+                info = f"embedding {name} failed: {type(cause).__name__}: {cause}"
             except ray.exceptions.RayError as exc:  # restarts exhausted
-                _failed(result, reporter, job, f"embedding {name} failed: {type(exc).__name__}: {exc}")
+                info = f"embedding {name} failed: {type(exc).__name__}: {exc}"
+            if entry.failed:
+                continue  # another part of this entry failed already
+            if isinstance(info, str):
+                entry.failed = True
+                _failed(result, reporter, job, info)
+                _release(owned, entry.owner)
                 continue
+            entry.reports.append(info)
+            if kind == "part":
+                entry.parts_left -= 1
+                if entry.parts_left == 0:  # every shard written: one call verifies, then shows it
+                    ref = actor.embed.remote(job, dataset_refs[job.dataset_name], root, shard_rows,
+                                             token_budget, only=[], manifest=True)
+                    pending[ref] = (entry, "final", actor)
+                continue
+            _release(owned, entry.owner)
+            info = _merged(entry)
             reporter.embedded(name, info["rows"], info["seconds"],
                               f"{info['device']} ({info['precision']}, "
                               f"{info['texts_per_s']:,.0f} texts/s)")
@@ -146,21 +223,34 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
             ray.cancel(ref, force=True)
         raise
     finally:
-        for actor in actors:
+        for actor in all_actors:
             ray.kill(actor, no_restart=True)
 
 
-def job_owner(jobs: list[EmbeddingJob]) -> str:
-    return jobs[0].embedder.name
+def _merged(entry: _Entry) -> dict:
+    """One entry's report from its calls: a whole call's own, or its parts' summed (rows and
+    texts/s over the wall time from the first submission to the manifest)."""
+    if len(entry.reports) == 1:
+        return entry.reports[0]
+    last = entry.reports[-1]
+    seconds = time.perf_counter() - entry.began
+    written = sum(r["written"] for r in entry.reports)
+    return {**last, "rows": sum(r["rows"] for r in entry.reports[:-1]), "written": written,
+            "kept": sum(r["kept"] for r in entry.reports[:-1]), "seconds": seconds,
+            "loads": max(r["loads"] for r in entry.reports), "parts": len(entry.reports) - 1,
+            "part_written": [r["written"] for r in entry.reports[:-1]],
+            "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
 
 
-def _release(left: dict[str, list], job: EmbeddingJob) -> None:
-    """Count the job done; an actor with no job left ends now, freeing its GPU or CPUs for the
-    embedders still waiting (a finished actor would otherwise hold them until the stage ends)."""
-    entry = left[job.embedder.name]
+def _release(owned: dict[str, list], embedder: str) -> None:
+    """Count one of the embedder's jobs complete; when none is left its actors end now, freeing
+    their GPUs or CPUs for the embedders still waiting (they would otherwise be held until the
+    stage ends)."""
+    entry = owned[embedder]
     entry[1] -= 1
     if entry[1] == 0:
-        ray.kill(entry[0], no_restart=True)
+        for actor in entry[0]:
+            ray.kill(actor, no_restart=True)
 
 
 def _failed(result: EmbeddingResult, reporter: Reporter, job: EmbeddingJob, message: str) -> None:

@@ -153,6 +153,32 @@ def test_killed_actor_resumes_at_first_missing_shard(ray_session, tmp_path, tiny
     np.testing.assert_array_equal(a.train_y, data.train_labels)
 
 
+def test_shards_spread_over_the_actors_of_an_embedder(ray_session, tmp_path, tiny):
+    """Data-parallel: one dataset's shards go to two actors of the embedder (as two GPUs would
+    get them); both write, one last call makes the entry visible, the vectors equal one actor's."""
+    spec = decoder_spec(tiny, batch_size=8)
+    data = dataset("wide", 500, 120, 5)
+    the_job = job(spec, data)
+    rep, _ = reporter()
+    spread = embedding_stage([the_job], {"wide": data}, EmbeddingStore(tmp_path / "two"), RESOURCES,
+                             rep, shard_rows=100, token_budget=256, actors=2)
+    info = spread.info[the_job.key]
+    assert info["parts"] == 2 and info["written"] == 620 and info["rows"] == 620
+    assert info["loads"] == 1  # each actor loaded the model once, in its own process
+    assert len(info["part_written"]) == 2 and min(info["part_written"]) > 0  # both actors wrote
+    store = EmbeddingStore(tmp_path / "two")
+    assert store.has("wide", "tiny", the_job.store_key(info["precision"]))
+
+    rep, _ = reporter()
+    one = embedding_stage([the_job], {"wide": data}, EmbeddingStore(tmp_path / "one"), RESOURCES,
+                          rep, shard_rows=100, token_budget=256, actors=1)
+    assert "parts" not in one.info[the_job.key]
+    a, b = spread.data[the_job.key], one.data[the_job.key]
+    np.testing.assert_array_equal(a.train_x, b.train_x)
+    np.testing.assert_array_equal(a.test_x, b.test_x)
+    np.testing.assert_array_equal(a.train_y, data.train_labels)
+
+
 def test_non_finite_vectors_fail_the_entry_not_the_stage(ray_session, tmp_path, tiny):
     import torch
     from sentence_transformers import SentenceTransformer

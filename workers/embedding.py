@@ -99,14 +99,18 @@ class EmbeddingActor:
 
     def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
               shard_rows: int = DEFAULT_SHARD_ROWS, token_budget: int = DEFAULT_TOKEN_BUDGET,
-              quiet: bool = False) -> dict:
+              quiet: bool = False, only: list[tuple[str, int]] | None = None,
+              manifest: bool = True) -> dict:
         """Fit on the pool where the embedder fits, embed both splits shard by shard (shards that
-        verify are kept: a rerun resumes at the first missing one), then write the manifest."""
+        verify are kept: a rerun resumes at the first missing one), then write the manifest.
+
+        ``only``: embed just these ``(split, index)`` shards (data-parallel: the stage spreads one
+        dataset's shards over several actors of the embedder) and leave the manifest to a last call
+        with ``only=[]``, which verifies every shard and makes the entry visible."""
         began = time.perf_counter()
         store = EmbeddingStore(store_root)
         embedder = self.embedder
         key = job.store_key(self.precision)
-        embedder.fit(dataset.train_texts)
         metadata = {
             "model": job.embedder.model,
             "embedder_identity": job.identity,
@@ -118,40 +122,53 @@ class EmbeddingActor:
             "trust_remote_code": job.embedder.trust_remote_code,
         }
         name = f"{job.dataset_name} x {job.embedder.name}"
-        total = len(dataset.train_texts) + len(dataset.test_texts)
-        shards: dict[str, list[int]] = {}
+        layout = shard_layout(len(dataset.train_texts), len(dataset.test_texts), shard_rows)
+        wanted = None if only is None else set(map(tuple, only))
+        if wanted is None or wanted:
+            embedder.fit(dataset.train_texts)
+        total = sum(rows for split, index, _, rows in layout
+                    if wanted is None or (split, index) in wanted)
         done = kept = written = 0
-        for split, texts, labels in (
-            ("train", dataset.train_texts, dataset.train_labels),
-            ("test", dataset.test_texts, dataset.test_labels),
-        ):
-            counts = []
-            for index in range(max(1, math.ceil(len(texts) / shard_rows))):
-                start = index * shard_rows
-                part = list(texts[start:start + shard_rows])
-                counts.append(len(part))
-                if store.shard_ok(job.dataset_name, job.embedder.name, key, split, index, len(part)):
-                    kept += len(part)
-                else:
-                    vectors = encode_batched(self.embedder, part, token_budget)
-                    store.write_shard(job.dataset_name, job.embedder.name, key, split, index, start,
-                                      vectors, np.asarray(labels[start:start + shard_rows]),
-                                      metadata, dtype=job.embedder.store_dtype)
-                    written += len(part)
-                done += len(part)
-                if not quiet:
-                    seconds = time.perf_counter() - began
-                    rate = written / seconds if written else 0.0
-                    eta = (total - done) / rate if rate else 0.0
-                    print(f"[embed] {name} {split} shard {index}: {done}/{total} texts, "
-                          f"{rate:,.0f} texts/s, ETA {eta:,.0f} s", file=sys.stderr, flush=True)
-            shards[split] = counts
-        store.write_manifest(job.dataset_name, job.embedder.name, key, shards, metadata)
+        for split, index, start, rows in layout:
+            if wanted is not None and (split, index) not in wanted:
+                continue
+            texts, labels = ((dataset.train_texts, dataset.train_labels) if split == "train"
+                             else (dataset.test_texts, dataset.test_labels))
+            if store.shard_ok(job.dataset_name, job.embedder.name, key, split, index, rows):
+                kept += rows
+            else:
+                vectors = encode_batched(embedder, list(texts[start:start + rows]), token_budget)
+                store.write_shard(job.dataset_name, job.embedder.name, key, split, index, start,
+                                  vectors, np.asarray(labels[start:start + rows]),
+                                  metadata, dtype=job.embedder.store_dtype)
+                written += rows
+            done += rows
+            if not quiet:
+                seconds = time.perf_counter() - began
+                rate = written / seconds if written else 0.0
+                eta = (total - done) / rate if rate else 0.0
+                print(f"[embed] {name} {split} shard {index}: {done}/{total} texts, "
+                      f"{rate:,.0f} texts/s, ETA {eta:,.0f} s", file=sys.stderr, flush=True)
+        if manifest:
+            counts = {split: [rows for s, _, _, rows in layout if s == split]
+                      for split in ("train", "test")}
+            store.write_manifest(job.dataset_name, job.embedder.name, key, counts, metadata)
         seconds = time.perf_counter() - began
         return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": total,
                 "written": written, "kept": kept, "seconds": seconds, "device": self.device,
                 "precision": self.precision, "store_key": key, "loads": LOADS["count"],
                 "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+
+
+def shard_layout(train_rows: int, test_rows: int, shard_rows: int) -> list[tuple[str, int, int, int]]:
+    """``(split, index, first row, rows)`` of every shard of an entry: each split cut into
+    ``shard_rows``-row shards (an empty split still has one, empty, shard)."""
+    layout = []
+    for split, n in (("train", train_rows), ("test", test_rows)):
+        for index in range(max(1, math.ceil(n / shard_rows))):
+            start = index * shard_rows
+            layout.append((split, index, start, max(0, min(shard_rows, n - start))))
+    return layout
 
 
 def embed_into_store(job: EmbeddingJob, dataset: TextDataset, store_root: str, threads: int = 0,
