@@ -121,15 +121,17 @@ def _validate_offline(config) -> None:
 @app.command()
 def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Run only the embedding stage: fill the store with what CONFIG needs."""
-    from orchestrator.embedding_stage import embedding_stage
+    from orchestrator.embedding_stage import embedding_stage, record_stage
     from orchestrator.ray_runtime import init_ray
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config)
+    tracker = _tracker(config)  # a tracking URI that cannot work stops it before any work
     init_ray()
     result = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
                              config.resources, reporter)
+    record_stage(tracker, result)
     reporter.say(f"store: {config.store.path.resolve()}")
     if result.errors:
         raise typer.Exit(EXIT_FAILED_TRIALS)

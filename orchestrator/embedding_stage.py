@@ -21,6 +21,7 @@ on the device (``EmbeddingJob.store_key``); trial keys do not change.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -91,6 +92,34 @@ def embedding_stage(jobs: list[EmbeddingJob], datasets: dict[str, TextDataset], 
                  token_budget or getattr(resources, "embedding_token_budget", DEFAULT_TOKEN_BUDGET),
                  actors)
     return result
+
+
+def record_stage(tracker, result: EmbeddingResult) -> str | None:
+    """The embedding stage's own MLflow run (``albench.kind=embedding``), when it computed
+    anything: per (dataset, embedder) its rows, seconds, model load seconds and texts/s as
+    metrics, its device, precision and store key as params; the failed entries' errors as
+    params too. None when everything came from the store."""
+    if not result.info and not result.errors:
+        return None
+    metrics: dict[str, float] = {"entries_computed": len(result.info), "entries_failed": len(result.errors)}
+    params: dict[str, str] = {}
+    for info in result.info.values():
+        cell = _name(f"{info['dataset']}/{info['embedder']}")
+        for field_name in ("rows", "written", "seconds", "texts_per_s", "load_seconds"):
+            if field_name in info:
+                metrics[f"{cell}/{field_name}"] = float(info[field_name])
+        for field_name in ("device", "precision", "store_key"):
+            params[f"{cell}/{field_name}"] = str(info[field_name])
+    for key, error in result.errors.items():
+        params[f"failed/{key[:16]}"] = error
+    devices = sorted({str(i["device"]) for i in result.info.values()}) or ["none"]
+    return tracker.log_stage("embedding", "embedding stage", params=params, metrics=metrics,
+                             tags={"device": ", ".join(devices)})
+
+
+def _name(text: str) -> str:
+    """A metric or param name MLflow accepts (letters, digits, ``_-. /:``)."""
+    return re.sub(r"[^\w\-. /:]", "_", text)[:200]
 
 
 def actors_per_embedder(resources) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from orchestrator.checkpoints import CheckpointStore
 from orchestrator.console import Reporter
-from orchestrator.embedding_stage import embedding_stage
+from orchestrator.embedding_stage import embedding_stage, record_stage
 from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
 from orchestrator.resume import select_trials
@@ -77,6 +77,7 @@ def _run(plan: Plan, recording: Recording, todo, reporter: Reporter, summary: Ru
     needed = {t.embedding_key for t in todo}
     embedded = embedding_stage([j for j in plan.jobs if j.key in needed], plan.datasets,
                                EmbeddingStore(plan.config.store.path), resources, reporter)
+    record_stage(recording.tracker, embedded)
     runnable = []
     for trial in todo:
         error = embedded.errors.get(trial.embedding_key)

@@ -184,6 +184,22 @@ def test_embedding_stage_finds_the_store_and_skips(finished_grid):
     assert all(d.train_x.dtype == np.float32 and d.train_x.shape[0] == 300 for d in result.data.values())
 
 
+def test_the_embedding_stage_has_its_own_run(finished_grid):
+    """One run of kind ``embedding`` with each computed entry's throughput and device; it is not
+    a trial (status and resume read trial runs only)."""
+    _, plan, tracker, _, _ = finished_grid
+    runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`albench.kind` = 'embedding'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED" and run.data.metrics["entries_computed"] == len(plan.jobs)
+    for job in plan.jobs:
+        cell = f"{job.dataset_name}/{job.embedder.name}"
+        assert run.data.metrics[f"{cell}/rows"] > 0 and run.data.metrics[f"{cell}/texts_per_s"] > 0
+        assert run.data.params[f"{cell}/device"] == "cpu"
+        assert run.data.params[f"{cell}/precision"] == "float32"
+    assert run.info.run_id not in {r.run_id for r in tracker.all_trial_runs()}
+
+
 def test_four_concurrent_trajectories_and_a_competing_sqlite_lock_lose_no_metric(ray_session, corpus, tmp_path):
     """Four actors at once while another process-like client keeps taking SQLite's write lock:
     the driver (the only MLflow writer) retries, and every point of every curve arrives."""

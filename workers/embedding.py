@@ -157,7 +157,7 @@ class EmbeddingActor:
         return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": total,
                 "written": written, "kept": kept, "seconds": seconds, "device": self.device,
                 "precision": self.precision, "store_key": key, "loads": LOADS["count"],
-                "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+                "load_seconds": self.load_seconds, "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
 
 
 def shard_layout(train_rows: int, test_rows: int, shard_rows: int) -> list[tuple[str, int, int, int]]:

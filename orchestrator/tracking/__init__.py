@@ -14,6 +14,7 @@ import pkgutil
 from orchestrator.tracking.base import (
     ERROR_TAG,
     GROUP_TAG,
+    KIND_TAG,
     TRIAL_KEY_TAG,
     GridHeldError,
     Tracker,
@@ -48,6 +49,7 @@ def open_tracker(uri: str, experiment: str, backend: str = "mlflow", *, create: 
 __all__ = [
     "ERROR_TAG",
     "GROUP_TAG",
+    "KIND_TAG",
     "TRIAL_KEY_TAG",
     "GridHeldError",
     "Tracker",

@@ -18,6 +18,8 @@ TRIAL_KEY_TAG = "albench.trial_key"
 GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
 WARNING_TAG = "albench.warnings"
+KIND_TAG = "albench.kind"
+"""What a run that is not a trial is: ``embedding`` (one embedding stage), ``report``."""
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
 
 
@@ -172,4 +174,9 @@ class Tracker(Protocol):
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:
         """Retire (restorably) every other run of ``trial_key``; their ids."""
+        ...
+
+    def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
+                  tags: dict[str, str] | None = None) -> str:
+        """One finished run of a stage (tagged ``KIND_TAG``: never read as a trial); its id."""
         ...

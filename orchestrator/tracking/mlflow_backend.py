@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from orchestrator.tracking import mlflow_sql
 from orchestrator.tracking.base import (
     GROUP_TAG,
+    KIND_TAG,
     TRIAL_KEY_TAG,
     Curve,
     RunWrite,
@@ -265,6 +266,18 @@ class MlflowTracker:
                 self.retire_others(write.trial.trial_key, write.ref.run_id)
             if write.after is not None:
                 write.after()
+
+    def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
+                  tags: dict[str, str] | None = None) -> str:
+        """Three calls: create the run with its tags, one batch of params and metrics, the end."""
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={**(tags or {}), KIND_TAG: kind})
+        now = int(time.time() * 1000)
+        self.client.log_batch(run.info.run_id,
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+                              params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
 
     def _trial_tags(self, trial: TrialSpec) -> dict[str, str]:
         """A trial run's tags: its key, its parent (the dataset x embedder run), its name."""
