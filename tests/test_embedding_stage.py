@@ -211,6 +211,24 @@ def test_runtime_env_reaches_the_embedding_actor(ray_session, tiny):
     assert os.environ.get("ALBENCH_EMBEDDER_MARK") is None
 
 
+def test_runtime_env_pins_a_package_for_one_embedder(ray_session, tmp_path, tiny):
+    """A pure-Python pin (as NV-Embed-v2 pins transformers): Ray installs it for this embedder's
+    actor only; the version is what the actor sees and is recorded in the store metadata."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    with pytest.raises(PackageNotFoundError):
+        version("humanize")  # not in the driver's environment
+    spec = decoder_spec(tiny, runtime_env={"pip": ["humanize==4.9.0"]})
+    data = dataset("pinned", 40, 10, 6)
+    the_job = job(spec, data)
+    rep, _ = reporter()
+    result = embedding_stage([the_job], {"pinned": data}, EmbeddingStore(tmp_path), RESOURCES, rep)
+    assert not result.errors, result.errors
+    store = EmbeddingStore(tmp_path)
+    table = store.read("pinned", "tiny", the_job.store_key("float32"), "train")
+    assert table.metadata["packages"] == {"humanize": "4.9.0"}
+
+
 def test_encode_batched_keeps_the_order(tiny):
     spec = decoder_spec(tiny)
     embedder = EmbeddingActor(spec, threads=1).embedder

@@ -9,6 +9,7 @@ shapes reach the device."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -95,7 +96,8 @@ class EmbeddingActor:
 
         env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
         return {"device": self.device, "precision": self.precision, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env}}
+                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env},
+                "packages": pinned_versions(self.spec)}
 
     def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
               shard_rows: int = DEFAULT_SHARD_ROWS, token_budget: int = DEFAULT_TOKEN_BUDGET,
@@ -121,6 +123,8 @@ class EmbeddingActor:
             "device": self.device,
             "trust_remote_code": job.embedder.trust_remote_code,
         }
+        if job.embedder.runtime_env and job.embedder.runtime_env.pip:
+            metadata["packages"] = pinned_versions(job.embedder)  # what Ray installed for it
         name = f"{job.dataset_name} x {job.embedder.name}"
         layout = shard_layout(len(dataset.train_texts), len(dataset.test_texts), shard_rows)
         wanted = None if only is None else set(map(tuple, only))
@@ -158,6 +162,21 @@ class EmbeddingActor:
                 "written": written, "kept": kept, "seconds": seconds, "device": self.device,
                 "precision": self.precision, "store_key": key, "loads": LOADS["count"],
                 "load_seconds": self.load_seconds, "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+
+
+def pinned_versions(spec: EmbedderSpec) -> dict[str, str | None]:
+    """The installed version of each package the embedder's ``runtime_env`` pins, as this process
+    sees it (None: not installed): inside its actor, what Ray installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for requirement in spec.runtime_env.pip if spec.runtime_env else []:
+        name = re.split(r"[<>=!~\[ ,]", requirement, maxsplit=1)[0]
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def shard_layout(train_rows: int, test_rows: int, shard_rows: int) -> list[tuple[str, int, int, int]]:
