@@ -128,9 +128,9 @@ def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     config = _load(config_path)
     plan = _plan(config)
     init_ray()
-    result = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
-                             config.resources, reporter)
-    reporter.say(f"store: {config.store.path.resolve()}")
+    store = EmbeddingStore(config.store.path)
+    result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
+    reporter.say(f"store: {store.root.resolve()}")
     if result.errors:
         raise typer.Exit(EXIT_FAILED_TRIALS)
 
