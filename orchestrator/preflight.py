@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import tempfile
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -42,10 +44,14 @@ _REFUSED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH"
             "Forbidden", "403", "credentials", "Unauthorized", "401")
 
 
+def _endpoint_variable() -> str | None:
+    """The variable naming the S3 endpoint (the service's own first, as AWS's SDKs read them)."""
+    return next((n for n in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(n)), None)
+
+
 def _endpoint() -> str:
-    for name in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"):
-        if os.environ.get(name):
-            return f"{os.environ[name]} (from {name})"
+    if (name := _endpoint_variable()) is not None:
+        return f"{os.environ[name]} (from {name})"
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     return f"AWS's own endpoint{f' for {region}' if region else ''} (AWS_ENDPOINT_URL is not set)"
 
@@ -89,6 +95,14 @@ def object_store_problem(field: str, uri: str) -> str | None:
                 "URI pyarrow knows (s3://bucket/prefix, gs://bucket/prefix)")
     bucket = root.path.lstrip("/").split("/")[0]
     native = uri.lower().startswith(("s3://", "gs://", "gcs://"))
+    if uri.lower().startswith("s3://") and (name := _endpoint_variable()) is not None:
+        # a quick connect first: the S3 client retries a refused connection for seconds
+        endpoint = urlsplit(os.environ[name])
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        try:
+            socket.create_connection((endpoint.hostname or "", port), timeout=10).close()
+        except OSError as exc:
+            return _object_store_problem(field, uri, ConnectionError(f"Could not connect: {exc}"), bucket)
     try:
         if native and bucket:
             from pyarrow.fs import FileType
