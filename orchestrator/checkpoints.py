@@ -1,8 +1,15 @@
-"""Per-trial checkpoints (labelled rows in order + rng state), written atomically as JSON.
+"""Per-trial checkpoints (labelled rows in order + rng state), each one JSON object written whole.
 
-The checkpoint directory also holds the grid's lock file: one driver at a time per checkpoint
-directory (a second ``albench run`` of the same config would log the same trials twice). The
-lock is an ``flock``, released by the kernel when the driver exits, even when it is killed.
+The directory is a local folder or an object-store URI (``s3://bucket/prefix``; ``workers.fs``),
+one code path for both: a checkpoint is written in one piece (a rename on a disk, one upload on
+an object store) and carries the sha256 of its content, which ``load`` verifies: a reader uses
+a checkpoint only when it is complete and unaltered, else the trial starts from scratch.
+
+A local checkpoint directory also holds the grid's lock file: one driver at a time per
+checkpoint directory (a second ``albench run`` of the same config would log the same trials
+twice). The lock is an ``flock``, released by the kernel when the driver exits, even when it is
+killed. An object store has no such lock; there the tracking store's lease (taken by every
+driver, on any machine) is what refuses a second driver.
 """
 
 from __future__ import annotations
@@ -15,7 +22,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
-from workers.files import atomic_write
+from workers.fs import ObjectPath, location, write_whole
+from workers.hashing import content_hash
 from workers.trajectory import Checkpoint
 
 LOCK_NAME = ".albench.lock"
@@ -28,25 +36,34 @@ class GridLockedError(RuntimeError):
 class CheckpointStore:
     """One JSON file per trial key; the driver writes one after its metrics are in MLflow."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | ObjectPath) -> None:
+        self.root = location(root)
 
-    def _path(self, trial_key: str) -> Path:
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.root, ObjectPath)
+
+    def _path(self, trial_key: str) -> Path | ObjectPath:
         return self.root / f"{trial_key}.json"
 
     def save(self, trial_key: str, checkpoint: Checkpoint) -> None:
-        """Write atomically (``workers.files.atomic_write``): a reader sees the old or the new one."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with atomic_write(self._path(trial_key)) as temporary:
-            temporary.write_text(json.dumps(asdict(checkpoint)))
+        """Write whole (``workers.fs.write_whole``): a reader sees the old one or the new one."""
+        body = asdict(checkpoint)
+        body["checksum"] = _checksum(body)
+        write_whole(self._path(trial_key), json.dumps(body).encode())
 
     def load(self, trial_key: str) -> Checkpoint | None:
-        """The trial's checkpoint, or None when there is none or it is unreadable."""
+        """The trial's checkpoint, or None when there is none, it is unreadable or it does not
+        verify (its checksum; checkpoints written before checksums are taken as they are)."""
         try:
             data = json.loads(self._path(trial_key).read_text())
+            checksum = data.pop("checksum", None)
+            if checksum is not None and checksum != _checksum(data):
+                return None
             return Checkpoint(cycle=int(data["cycle"]), labelled_order=list(data["labelled_order"]),
                               rng_state=dict(data["rng_state"]))
-        except (FileNotFoundError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, AttributeError,
+                KeyError, TypeError, ValueError):
             return None
 
     def remove(self, trial_key: str) -> None:
@@ -54,13 +71,19 @@ class CheckpointStore:
 
     def trial_keys(self) -> list[str]:
         """Trial keys that have a checkpoint (trials caught mid-trajectory)."""
-        if not self.root.is_dir():
+        if not self.remote and not self.root.is_dir():
             return []
         return sorted(p.stem for p in self.root.glob("*.json"))
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
-        """Hold the grid lock for the duration; GridLockedError when another driver has it."""
+        """Hold the grid lock for the duration; GridLockedError when another driver has it.
+
+        On an object store there is nothing to hold here (the tracking lease refuses a second
+        driver)."""
+        if self.remote:
+            yield
+            return
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / LOCK_NAME, "a+") as handle:  # closing releases the flock
             try:
@@ -77,7 +100,10 @@ class CheckpointStore:
             yield
 
     def locked(self) -> bool:
-        """True while a driver holds the grid lock (so RUNNING runs are really running)."""
+        """True while a driver holds the grid lock (so RUNNING runs are really running); always
+        False on an object store (the tracking lease tells)."""
+        if self.remote:
+            return False
         path = self.root / LOCK_NAME
         if not path.exists():
             return False
@@ -88,3 +114,7 @@ class CheckpointStore:
                 return True
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
             return False
+
+
+def _checksum(body: dict) -> str:
+    return content_hash(json.dumps(body, sort_keys=True, separators=(",", ":")))

@@ -129,10 +129,10 @@ def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     plan = _plan(config)
     tracker = _tracker(config)  # a tracking URI that cannot work stops it before any work
     init_ray()
-    result = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
-                             config.resources, reporter)
+    store = EmbeddingStore(config.store.path)
+    result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
     record_stage(tracker, result)
-    reporter.say(f"store: {config.store.path.resolve()}")
+    reporter.say(f"store: {store.root.resolve()}")
     if result.errors:
         raise typer.Exit(EXIT_FAILED_TRIALS)
 

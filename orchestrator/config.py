@@ -9,13 +9,22 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from strategies import INITIAL_POOLS, QUERY_STRATEGIES
 from workers.datasets import DatasetSpec
+from workers.fs import is_remote, location
 from workers.specs import EmbedderSpec, LearnerSpec, LogisticRegressionSpec, ProtocolSpec, StrategySpec
 
 
@@ -72,12 +81,27 @@ class TrackingConfig(Section):
         return backend
 
 
-class StoreConfig(Section):
-    """The Parquet embedding store."""
+def _store_location(value: Any) -> Any:
+    """A URI (``s3://bucket/prefix``) stays a string; anything else is a local ``Path``."""
+    if isinstance(value, str) and not is_remote(value):
+        return location(value)  # file:///x too
+    return value
 
-    path: Path = Field(Path("./embeddings"), description="Directory of the embedding store.")
-    checkpoints: Path = Field(
-        Path("./.albench/checkpoints"), description="Directory of per-trial resume checkpoints."
+
+StoreLocation = Annotated[Path | str, BeforeValidator(_store_location)]
+"""A local folder (``Path``) or an object-store URI (``str``: ``s3://bucket/prefix``, ``gs://``...)."""
+
+
+class StoreConfig(Section):
+    """The Parquet embedding store and the checkpoints: local folders or object-store URIs
+    (endpoint, region and credentials from the environment: AWS_ENDPOINT_URL, AWS_REGION,
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; never in the config)."""
+
+    path: StoreLocation = Field(Path("./embeddings"), description="Folder or object-store URI "
+                                "(s3://bucket/prefix) of the embedding store.")
+    checkpoints: StoreLocation = Field(
+        Path("./.albench/checkpoints"), description="Folder or object-store URI of per-trial "
+        "resume checkpoints."
     )
 
 

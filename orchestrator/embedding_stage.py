@@ -15,6 +15,12 @@ shards already written and verified and resumes at the first missing one, so a l
 killed driver costs at most one shard per embedder. Shards are written by rename; an entry is
 visible only once its manifest (written last) is there.
 
+The store may be an object store (``s3://...``): the actors write their shards and manifest there
+directly, with the store's environment variables of the driver (``workers.fs.STORE_ENV``: the
+endpoint, region and credentials the preflight checked) passed to them in their
+``runtime_env``, and the driver reads the entries back from it into memory (never a file on its
+own disk) before they are ``ray.put`` once per (dataset, embedder) for the trajectory actors.
+
 The store key of an embedder whose precision is ``auto`` includes the precision it resolved to
 on the device (``EmbeddingJob.store_key``); trial keys do not change.
 """
@@ -38,6 +44,7 @@ from workers.embedding import (
     EmbeddingJob,
     shard_layout,
 )
+from workers.fs import store_env
 from workers.store import EmbeddingStore, StoreCorruptionError
 from workers.trajectory import TrialData
 
@@ -174,7 +181,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
     reporter.embedding(len(missing), "GPU" if has_gpu else "CPU")
     for name, jobs in by_embedder.items():
         spec = jobs[0].embedder
-        extra = {"runtime_env": spec.runtime_env.ray()} if spec.runtime_env else {}
+        extra = _runtime_env(spec, store)
         # A lost actor is restarted and its call retried; exceptions of the embedder itself are
         # deterministic, so they are not (retry_exceptions is off for actor calls by default).
         layouts = {j.key: shard_layout(len(datasets[j.dataset_name].train_texts),
@@ -269,6 +276,15 @@ def _merged(entry: _Entry) -> dict:
             "loads": max(r["loads"] for r in entry.reports), "parts": len(entry.reports) - 1,
             "part_written": [r["written"] for r in entry.reports[:-1]],
             "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+
+
+def _runtime_env(spec, store: EmbeddingStore) -> dict:
+    """The actor's ``runtime_env`` option: the embedder's own, plus, for a store on an object
+    store, the driver's store variables (the embedder's own ``env_vars`` win)."""
+    runtime_env = spec.runtime_env.ray() if spec.runtime_env else {}
+    if store.remote and (env := store_env()):
+        runtime_env = {**runtime_env, "env_vars": {**env, **runtime_env.get("env_vars", {})}}
+    return {"runtime_env": runtime_env} if runtime_env else {}
 
 
 def _release(owned: dict[str, list], embedder: str) -> None:

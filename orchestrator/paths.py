@@ -1,7 +1,7 @@
 """Relative paths in a config file mean relative to that file's folder, not to the working
 directory: ``source.train``/``source.test`` of file datasets, a local ``source.path`` of
-Hugging Face datasets, local embedder folders, ``store.path``, ``store.checkpoints`` and a
-``sqlite:///relative.db`` tracking URI. ``albench run ../x/experiments.yaml`` then reads and
+Hugging Face datasets, local embedder folders, ``store.path``, ``store.checkpoints`` (unless
+they are object-store URIs) and a ``sqlite:///relative.db`` tracking URI. ``albench run ../x/experiments.yaml`` then reads and
 writes what ``cd ../x && albench run experiments.yaml`` does.
 """
 
@@ -11,11 +11,12 @@ from pathlib import Path
 
 from orchestrator.config import ExperimentConfig
 from workers.embedders.resolve import looks_like_path
+from workers.fs import is_remote
 
 
-def _absolute(path: Path | None, base: Path) -> Path | None:
-    if path is None:
-        return None
+def _absolute(path: Path | str | None, base: Path) -> Path | str | None:
+    if path is None or is_remote(path):
+        return path
     path = Path(path).expanduser()
     return path if path.is_absolute() else base / path
 

@@ -7,13 +7,18 @@ to start); ``warnings`` are printed and recorded, and the run goes on.
 from __future__ import annotations
 
 import importlib
+import os
+import socket
 import tempfile
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 
 from orchestrator.config import ExperimentConfig
 from workers.datasets import TextDataset
+from workers.fs import ObjectPath, is_remote
 
 
 def folder_problem(field: str, path: Path) -> str | None:
@@ -32,6 +37,93 @@ def folder_problem(field: str, path: Path) -> str | None:
     return None
 
 
+_UNREACHABLE = ("NETWORK_CONNECTION", "curlCode", "Could not resolve", "Could not connect",
+                "Connection refused", "timed out", "Timeout")
+_REFUSED = ("ACCESS_DENIED", "INVALID_ACCESS_KEY_ID", "SIGNATURE_DOES_NOT_MATCH", "EXPIRED_TOKEN",
+            "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+            "Forbidden", "403", "credentials", "Unauthorized", "401")
+
+
+def _endpoint_variable() -> str | None:
+    """The variable naming the S3 endpoint (the service's own first, as AWS's SDKs read them)."""
+    return next((n for n in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL") if os.environ.get(n)), None)
+
+
+def _endpoint() -> str:
+    if (name := _endpoint_variable()) is not None:
+        return f"{os.environ[name]} (from {name})"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    return f"AWS's own endpoint{f' for {region}' if region else ''} (AWS_ENDPOINT_URL is not set)"
+
+
+def _object_store_problem(field: str, uri: str, exc: BaseException, bucket: str) -> str:
+    """Why an object store refused, in words, with the environment variables that fix it."""
+    text = str(exc)
+    s3 = uri.lower().startswith("s3://")
+    if any(marker in text for marker in _UNREACHABLE):
+        where = _endpoint() if s3 else "its endpoint"
+        fix = ("set AWS_ENDPOINT_URL (or AWS_ENDPOINT_URL_S3) to the server's URL, e.g. "
+               "http://127.0.0.1:9000 (unset for AWS itself), and check that the server is up"
+               if s3 else "check the endpoint in the environment and that the server is up")
+        return f"{field}: cannot reach the object store of {uri} at {where}: {text}; fix: {fix}"
+    if "NO_SUCH_BUCKET" in text or "NoSuchBucket" in text:
+        return _missing_bucket(field, uri, bucket)
+    if any(marker in text for marker in _REFUSED):
+        fix = ("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for "
+               f"temporary keys) to a key that may read and write bucket {bucket!r}" if s3 else
+               "set the credentials your object store reads from the environment (for gs://: "
+               "GOOGLE_APPLICATION_CREDENTIALS) to ones that may read and write it")
+        return f"{field}: the object store refused the credentials for {uri}: {text}; fix: {fix}"
+    return (f"{field}: cannot write to {uri}: {text}; fix: check the URI, the endpoint "
+            "(AWS_ENDPOINT_URL) and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+
+
+def _missing_bucket(field: str, uri: str, bucket: str) -> str:
+    where = f" at {_endpoint()}" if uri.lower().startswith("s3://") else ""
+    return (f"{field}: bucket {bucket!r} of {uri} does not exist{where}; fix: create it (e.g. "
+            f"`aws s3 mb s3://{bucket}`) or name an existing bucket in {field}")
+
+
+def object_store_problem(field: str, uri: str) -> str | None:
+    """Why ``uri`` cannot hold the store (unknown scheme, endpoint unreachable, credentials
+    refused, no such bucket, not writable), or None. A real write tells: a probe object is
+    written and deleted (nothing else is created)."""
+    try:
+        root = ObjectPath(uri)
+    except (ValueError, OSError) as exc:
+        return (f"{field}: cannot open {uri} ({exc}); fix: give a local folder or an object-store "
+                "URI pyarrow knows (s3://bucket/prefix, gs://bucket/prefix)")
+    bucket = root.path.lstrip("/").split("/")[0]
+    native = uri.lower().startswith(("s3://", "gs://", "gcs://"))
+    if uri.lower().startswith("s3://") and (name := _endpoint_variable()) is not None:
+        # a quick connect first: the S3 client retries a refused connection for seconds
+        endpoint = urlsplit(os.environ[name])
+        port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+        try:
+            socket.create_connection((endpoint.hostname or "", port), timeout=10).close()
+        except OSError as exc:
+            return _object_store_problem(field, uri, ConnectionError(f"Could not connect: {exc}"), bucket)
+    try:
+        if native and bucket:
+            from pyarrow.fs import FileType
+
+            if root.filesystem.get_file_info(bucket).type == FileType.NotFound:
+                return _missing_bucket(field, uri, bucket)
+        probe = root / f".albench-probe-{uuid.uuid4().hex}"
+        probe.write_whole(b"albench preflight: may this store be written?")
+        probe.unlink(missing_ok=True)
+    except OSError as exc:
+        return _object_store_problem(field, uri, exc, bucket)
+    return None
+
+
+def location_problem(field: str, where: Path | str) -> str | None:
+    """Why a ``store`` location (a local folder or an object-store URI) cannot be written."""
+    if is_remote(where):
+        return object_store_problem(field, str(where))
+    return folder_problem(field, Path(where))
+
+
 def tracking_problem(config: ExperimentConfig) -> str | None:
     """Why the tracking URI cannot work (the backend's own quick check), or None."""
     module = importlib.import_module(f"orchestrator.tracking.{config.tracking.backend}_backend")
@@ -46,10 +138,16 @@ def tracking_problem(config: ExperimentConfig) -> str | None:
 
 
 def problems(config: ExperimentConfig) -> list[str]:
-    """Refusals about where results go: the tracking store and the store folders."""
-    found = [tracking_problem(config),
-             folder_problem("store.path", config.store.path),
-             folder_problem("store.checkpoints", config.store.checkpoints)]
+    """Refusals about where results go: the tracking store and the store locations (folders or
+    object stores; one unreachable endpoint is probed once, not once per field)."""
+    found = [tracking_problem(config), location_problem("store.path", config.store.path)]
+    path, checkpoints = str(config.store.path), str(config.store.checkpoints)
+    if (found[-1] is not None and is_remote(path) and is_remote(checkpoints)
+            and path.split("://")[0] == checkpoints.split("://")[0]
+            and "cannot reach the object store" in found[-1]):
+        found.append(found[-1].replace("store.path", "store.checkpoints", 1).replace(path, checkpoints))
+    else:
+        found.append(location_problem("store.checkpoints", config.store.checkpoints))
     return [p for p in found if p is not None]
 
 

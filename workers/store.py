@@ -7,8 +7,13 @@ address (embedder identity and settings, dataset fingerprint). Columns: ``row_id
 ``label`` (int64), ``embedding`` (``fixed_size_list<float32|float16>[dim]``). Schema metadata
 records the model, dim, normalisation, dataset fingerprint, albench version, the row count and a
 sha256 of the column data, which ``read`` verifies, so a truncated or corrupted file is reported,
-never silently used. Files are written under a temporary name and renamed: a reader never sees a
-partial file.
+never silently used.
+
+The root is a local folder or an object-store URI (``s3://bucket/prefix``; ``workers.fs``), one
+code path for both: each file is serialised in memory and written whole (``workers.fs.write_whole``:
+a temporary name and a rename on a disk, one upload on an object store), so a reader never sees
+a partial file, and an entry is visible only once its manifest, written last and listing every
+shard's row count and checksum, is there and verifies.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from workers.embedders.base import check_finite
-from workers.files import atomic_write
+from workers.fs import ObjectPath, location, write_whole
 from workers.hashing import content_hash
 
 SPLITS = ("train", "test")
@@ -59,16 +64,24 @@ def _checksum(row_ids: np.ndarray, labels: np.ndarray, embeddings: np.ndarray) -
     return content_hash(*(np.ascontiguousarray(a).data for a in (row_ids, labels, embeddings)))
 
 
+StorePath = Path | ObjectPath
+"""Where a store file is: a ``Path`` in a local store, an ``ObjectPath`` on an object store."""
+
+
 class EmbeddingStore:
-    """A directory of content-addressed embedding files."""
+    """A directory (local, or a prefix of an object store) of content-addressed embedding files."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    def __init__(self, root: str | Path | ObjectPath) -> None:
+        self.root = location(root)
 
-    def directory(self, dataset: str, embedder: str, key: str) -> Path:
+    @property
+    def remote(self) -> bool:
+        return isinstance(self.root, ObjectPath)
+
+    def directory(self, dataset: str, embedder: str, key: str) -> StorePath:
         return self.root / dataset / f"{embedder}-{key[:16]}"
 
-    def path(self, dataset: str, embedder: str, key: str, split: str) -> Path:
+    def path(self, dataset: str, embedder: str, key: str, split: str) -> StorePath:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return self.directory(dataset, embedder, key) / f"{split}.parquet"
@@ -89,8 +102,8 @@ class EmbeddingStore:
         labels: np.ndarray,
         metadata: dict,
         dtype: str = "float32",
-    ) -> Path:
-        """Write one split atomically (``workers.files.atomic_write``); returns the final path.
+    ) -> StorePath:
+        """Write one split whole (``workers.fs.write_whole``); returns the final path.
 
         Non-finite vectors are refused (``EmbedderError`` naming the embedder and the fix)."""
         target = self.path(dataset, embedder, key, split)
@@ -98,8 +111,8 @@ class EmbeddingStore:
         return self._write_file(target, embedder, key, split, embeddings, labels,
                                 np.arange(n, dtype=np.int64), metadata, dtype)
 
-    def _write_file(self, target: Path, embedder: str, key: str, split: str, embeddings: np.ndarray,
-                    labels: np.ndarray, row_ids: np.ndarray, metadata: dict, dtype: str) -> Path:
+    def _write_file(self, target: StorePath, embedder: str, key: str, split: str, embeddings: np.ndarray,
+                    labels: np.ndarray, row_ids: np.ndarray, metadata: dict, dtype: str) -> StorePath:
         target.parent.mkdir(parents=True, exist_ok=True)
         values = np.ascontiguousarray(embeddings, dtype=np.dtype(dtype))
         check_finite(values, embedder, metadata.get("precision"))  # never store NaN/inf
@@ -121,28 +134,30 @@ class EmbeddingStore:
         column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), dim)
         table = pa.table({"row_id": row_ids, "label": labels, "embedding": column})
         table = table.replace_schema_metadata({_META_KEY: json.dumps(meta, sort_keys=True)})
-        with atomic_write(target) as temporary, pa.OSFile(str(temporary), "wb") as sink:
-            pq.write_table(table, sink, compression="zstd")
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        write_whole(target, sink.getvalue())
         return target
 
     # ------------------------------------------------------------------------- sharded entries
     # ``<entry>/shards/<split>-<index:05d>.parquet`` (rows [index*shard_rows, ...) of the split,
     # row_id = the row's index in the split), then ``<entry>/manifest.json``, written last: the
-    # entry exists (``has``) only once the manifest does. A shard is verified right after its
-    # write; a resumed job keeps the shards that verify and writes from the first missing one.
+    # entry exists (``has``) only once the manifest does, and a reader trusts it only when every
+    # shard it lists has the row count and checksum it records. A shard is verified right after
+    # its write; a resumed job keeps the shards that verify and writes from the first missing one.
 
-    def shard_path(self, dataset: str, embedder: str, key: str, split: str, index: int) -> Path:
+    def shard_path(self, dataset: str, embedder: str, key: str, split: str, index: int) -> StorePath:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         return self.directory(dataset, embedder, key) / "shards" / f"{split}-{index:05d}.parquet"
 
-    def manifest_path(self, dataset: str, embedder: str, key: str) -> Path:
+    def manifest_path(self, dataset: str, embedder: str, key: str) -> StorePath:
         return self.directory(dataset, embedder, key) / "manifest.json"
 
     def write_shard(self, dataset: str, embedder: str, key: str, split: str, index: int,
                     start: int, embeddings: np.ndarray, labels: np.ndarray, metadata: dict,
-                    dtype: str = "float32") -> Path:
-        """Write one shard atomically and verify it by reading it back."""
+                    dtype: str = "float32") -> StorePath:
+        """Write one shard whole and verify it by reading it back."""
         path = self.shard_path(dataset, embedder, key, split, index)
         rows = np.arange(start, start + len(embeddings), dtype=np.int64)
         self._write_file(path, embedder, key, split, embeddings, labels, rows,
@@ -153,29 +168,40 @@ class EmbeddingStore:
     def shard_ok(self, dataset: str, embedder: str, key: str, split: str, index: int,
                  rows: int) -> bool:
         """True when the shard exists, verifies and holds ``rows`` rows."""
+        return self.shard_checksum(dataset, embedder, key, split, index, rows) is not None
+
+    def shard_checksum(self, dataset: str, embedder: str, key: str, split: str, index: int,
+                       rows: int) -> str | None:
+        """The checksum of the shard when it exists, verifies and holds ``rows`` rows, else None."""
         path = self.shard_path(dataset, embedder, key, split, index)
-        if not path.is_file():
-            return False
         try:
-            return len(self._read_file(path, key)) == rows
-        except StoreCorruptionError:
-            return False
+            table = self._read_file(path, key)
+        except (FileNotFoundError, StoreCorruptionError):
+            return None
+        return table.metadata["checksum"] if len(table) == rows else None
 
     def write_manifest(self, dataset: str, embedder: str, key: str, shards: dict[str, list[int]],
-                       metadata: dict) -> Path:
-        """Make a sharded entry visible: ``shards`` maps each split to its shards' row counts."""
+                       metadata: dict) -> StorePath:
+        """Make a sharded entry visible: ``shards`` maps each split to its shards' row counts.
+
+        Every shard is verified first; the manifest records each one's row count and checksum
+        (and each split's total), and is written last, whole."""
         if set(shards) != set(SPLITS):
             raise ValueError(f"a manifest lists every split {SPLITS}")
+        checksums: dict[str, list[str]] = {}
         for split, counts in shards.items():
+            checksums[split] = []
             for index, rows in enumerate(counts):
-                if not self.shard_ok(dataset, embedder, key, split, index, rows):
+                checksum = self.shard_checksum(dataset, embedder, key, split, index, rows)
+                if checksum is None:
                     raise StoreCorruptionError(
                         f"{self.shard_path(dataset, embedder, key, split, index)}: missing or "
                         "damaged; the entry is not complete")
+                checksums[split].append(checksum)
         target = self.manifest_path(dataset, embedder, key)
-        body = {**metadata, "format_version": FORMAT_VERSION, "key": key, "shards": shards}
-        with atomic_write(target) as temporary:
-            temporary.write_text(json.dumps(body, sort_keys=True))
+        body = {**metadata, "format_version": FORMAT_VERSION, "key": key, "shards": shards,
+                "checksums": checksums, "rows": {s: sum(c) for s, c in shards.items()}}
+        write_whole(target, json.dumps(body, sort_keys=True).encode())
         return target
 
     def _read_manifest(self, dataset: str, embedder: str, key: str) -> dict | None:
@@ -186,8 +212,13 @@ class EmbeddingStore:
             return None
         except ValueError as exc:
             raise StoreCorruptionError(f"{path}: unreadable manifest ({exc})") from exc
-        if manifest.get("key") != key:
+        if not isinstance(manifest, dict) or manifest.get("key") != key:
             raise StoreCorruptionError(f"{path}: the manifest is another entry's")
+        shards, checksums = manifest.get("shards"), manifest.get("checksums")
+        if not isinstance(shards, dict) or set(shards) != set(SPLITS) or (
+                checksums is not None and {s: len(c) for s, c in checksums.items()}
+                != {s: len(c) for s, c in shards.items()}):
+            raise StoreCorruptionError(f"{path}: the manifest does not list every split's shards")
         return manifest
 
     def read(self, dataset: str, embedder: str, key: str, split: str) -> EmbeddingTable:
@@ -196,15 +227,19 @@ class EmbeddingStore:
         if manifest is None:
             return self._read_file(self.path(dataset, embedder, key, split), key)
         parts = []
+        checksums = (manifest.get("checksums") or {}).get(split)  # older manifests: none
         for index, rows in enumerate(manifest["shards"][split]):
             path = self.shard_path(dataset, embedder, key, split, index)
-            if not path.is_file():
-                raise StoreCorruptionError(f"{path}: a shard the manifest lists is missing")
-            part = self._read_file(path, key)
+            try:
+                part = self._read_file(path, key)
+            except FileNotFoundError:
+                raise StoreCorruptionError(f"{path}: a shard the manifest lists is missing") from None
             if len(part) != rows:
                 raise StoreCorruptionError(f"{path}: {len(part)} rows, the manifest says {rows}")
+            if checksums is not None and part.metadata["checksum"] != checksums[index]:
+                raise StoreCorruptionError(f"{path}: not the shard the manifest lists (checksum)")
             parts.append(part)
-        meta = {k: v for k, v in manifest.items() if k != "shards"}
+        meta = {k: v for k, v in manifest.items() if k not in ("shards", "checksums", "rows")}
         if not parts:
             raise StoreCorruptionError(f"{self.manifest_path(dataset, embedder, key)}: no shards")
         meta.update(dim=parts[0].metadata["dim"], dtype=parts[0].metadata["dtype"], split=split,
@@ -213,12 +248,11 @@ class EmbeddingStore:
                               np.concatenate([p.labels for p in parts]),
                               np.concatenate([p.embeddings for p in parts]), meta)
 
-    def _read_file(self, path: Path, key: str) -> EmbeddingTable:
+    def _read_file(self, path: StorePath, key: str) -> EmbeddingTable:
+        data = path.read_bytes()  # FileNotFoundError when there is none
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(pa.BufferReader(data))
             meta = json.loads(table.schema.metadata[_META_KEY])
-        except FileNotFoundError:
-            raise
         except Exception as exc:  # pyarrow raises several types for damaged files
             raise StoreCorruptionError(f"{path}: unreadable Parquet ({exc})") from exc
         expected = pa.schema(
