@@ -121,13 +121,19 @@ def _validate_offline(config) -> None:
 @app.command()
 def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Run only the embedding stage: fill the store with what CONFIG needs."""
+    from orchestrator.cluster import check_resources
     from orchestrator.embedding_stage import embedding_stage
-    from orchestrator.ray_runtime import init_ray
+    from orchestrator.ray_runtime import ClusterConnectError, init_ray
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config)
-    init_ray()
+    try:
+        init_ray()
+        check_resources(config.resources, reporter)
+    except (ConfigError, ClusterConnectError) as exc:
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
     result = embedding_stage(plan.jobs, plan.datasets, EmbeddingStore(config.store.path),
                              config.resources, reporter)
     reporter.say(f"store: {config.store.path.resolve()}")
@@ -150,9 +156,11 @@ def run(
     """Run every trial of CONFIG that has no FINISHED run (resuming interrupted ones from their
     last completed cycle), embedding only what they need; print the AUC table.
 
-    Exit code: 0 all done, 1 some trials failed, 2 bad config or grid locked, 130 interrupted.
+    Exit code: 0 all done, 1 some trials failed, 2 bad config, grid locked or a cluster that cannot
+    run it (see ``orchestrator.cluster``), 130 interrupted.
     """
     from orchestrator.checkpoints import GridLockedError
+    from orchestrator.ray_runtime import ClusterConnectError
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
     from orchestrator.tracking import GridHeldError
@@ -164,7 +172,7 @@ def run(
     try:
         summary = run_grid(plan, tracker, reporter, force=force, rerun_failed=rerun_failed,
                            sigterm_as_interrupt=True)
-    except (GridLockedError, GridHeldError) as exc:
+    except (GridLockedError, GridHeldError, ConfigError, ClusterConnectError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     except TrackingWriteError as exc:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator import cluster
 from orchestrator.config import ExperimentConfig
 from workers.datasets import TextDataset
 
@@ -46,8 +47,9 @@ def tracking_problem(config: ExperimentConfig) -> str | None:
 
 
 def problems(config: ExperimentConfig) -> list[str]:
-    """Refusals about where results go: the tracking store and the store folders."""
-    found = [tracking_problem(config),
+    """Refusals about where results go (the tracking store, the store folders) and about the
+    cluster (a Ray Client address; results inside a Ray job's temporary working directory)."""
+    found = [*cluster.problems(config), tracking_problem(config),
              folder_problem("store.path", config.store.path),
              folder_problem("store.checkpoints", config.store.checkpoints)]
     return [p for p in found if p is not None]

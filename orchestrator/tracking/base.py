@@ -19,6 +19,9 @@ GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
 WARNING_TAG = "albench.warnings"
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
+NODE_TAG = "albench.node"
+"""Where a trial ran: ``host node-id`` of its trajectory actor's Ray node (``a -> b`` when it was
+resubmitted to another node in one session). Not part of the trial key or of any curve."""
 
 
 class TrackingURIError(ValueError):
