@@ -199,8 +199,9 @@ def run(
         reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
                       f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
-    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
-                 f"(open it with: albench ui {config_path})")
+    where = (f"its UI is the server's: {config.tracking.uri}"
+             if config.tracking.uri.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
+    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} ({where})")
     if summary.failed:
         reporter.say(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
                      f"runs, `albench status {config_path}` lists them); `albench run` reruns them")

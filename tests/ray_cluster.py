@@ -38,7 +38,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def processes() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, state) of every process, from /proc (Linux)."""
     found = {}
     for entry in Path("/proc").iterdir():
@@ -53,7 +53,7 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 def descendants(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    for child, (parent, _) in _processes().items():
+    for child, (parent, _) in processes().items():
         children.setdefault(parent, []).append(child)
     family, todo = [], [pid]
     while todo:
@@ -63,28 +63,48 @@ def descendants(pid: int) -> list[int]:
     return family
 
 
+def kill_tree(process: subprocess.Popen | int, sig: int = signal.SIGKILL) -> None:
+    """Signal a process group and every descendant (Ray workers have process groups of their
+    own), then wait until they are gone."""
+    pid = process if isinstance(process, int) else process.pid
+    family = descendants(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+    for member in family:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, sig)
+    if not isinstance(process, int):
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        alive = processes()
+        if not any(m in alive and alive[m][1] != "Z" for m in family):
+            return
+        time.sleep(0.1)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def stop_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
     """SIGTERM to ``process``'s group (``ray start --block`` stops its node), then SIGKILL to
-    whatever of it and its descendants is left (Ray workers have process groups of their own)."""
-    family = descendants(process.pid)
+    whatever is left of it and of the descendants it had (those orphaned meanwhile too, when
+    they still run the same command: a pid is never reused blindly)."""
+    family = {pid: cmdline(pid) for pid in descendants(process.pid)}
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=grace)
-    family += descendants(process.pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    for member in family:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        alive = _processes()
-        if not any(m in alive and alive[m][1] != "Z" for m in family):
-            return
-        time.sleep(0.1)
+    kill_tree(process)
+    for pid, command in family.items():
+        if command and cmdline(pid) == command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
