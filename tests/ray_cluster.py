@@ -6,9 +6,10 @@ own working directory, a temp dir of its own and ports of its own, so the test s
 (``ray_session``) is never touched: teardown signals exactly these process groups and their
 descendants (never ``ray stop``, which stops every Ray on the machine).
 
-The token is generated per cluster and handed to every node and client through the environment
-(``RAY_AUTH_MODE=token``, ``RAY_AUTH_TOKEN``: Ray reads ``RAY_AUTH_TOKEN`` first, then the file
-``RAY_AUTH_TOKEN_PATH`` names, then ``~/.ray/auth_token``); ``~/.ray`` is left alone.
+The token is generated per cluster (``secrets.token_hex(32)``) into a file of the cluster's folder
+and handed to every node and client through the environment (``RAY_AUTH_MODE=token``,
+``RAY_AUTH_TOKEN_PATH``: Ray reads ``RAY_AUTH_TOKEN`` first, then the file ``RAY_AUTH_TOKEN_PATH``
+names, then ``~/.ray/auth_token``); ``~/.ray`` is left alone.
 """
 
 from __future__ import annotations
@@ -160,7 +161,8 @@ def ray_cluster(workers: int = 1, *, head_cpus: int = 1, worker_cpus: int = 1, t
     """A head node and ``workers`` worker nodes on 127.0.0.1, each in a folder of its own (also
     its working directory), up once every node is registered; stopped on exit.
 
-    ``token``: token authentication on (a fresh token, in ``env``); off: ``RAY_AUTH_MODE=disabled``.
+    ``token``: token authentication on (a fresh token file, named in ``env``); off:
+    ``RAY_AUTH_MODE=disabled``.
     ``dashboard``: the jobs API (``ray job submit``) on a free port. ``env``: added to every node's
     environment (this checkout comes first on ``PYTHONPATH`` and its interpreter's folder first on
     ``PATH``, so drivers and workers run the code under test).
@@ -174,8 +176,11 @@ def ray_cluster(workers: int = 1, *, head_cpus: int = 1, worker_cpus: int = 1, t
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         "RAY_AUTH_MODE": "token" if token else "disabled",
     })
-    if token:
-        base["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    if token:  # what the README says to do: one generated token in a file every node and client reads
+        token_file = root / "ray_auth_token"
+        token_file.write_text(secrets.token_hex(32) + "\n")
+        token_file.chmod(0o600)
+        base["RAY_AUTH_TOKEN_PATH"] = str(token_file)
     base.update(env or {})
     port, dashboard_port, client_port = free_port(), free_port(), free_port()
     cluster = RayCluster(address=f"127.0.0.1:{port}", dashboard=f"http://127.0.0.1:{dashboard_port}",

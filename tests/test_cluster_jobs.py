@@ -80,6 +80,20 @@ def test_job_submit_results_come_back_and_a_new_seed_runs_only_its_trials(cluste
     assert all(re.fullmatch(r"\S+ [0-9a-f]{56}", node) for node in nodes), nodes
 
 
+def test_a_driver_on_the_head_with_the_token_runs_the_grid(cluster, corpus, tmp_path):
+    """The README's ``RAY_ADDRESS=<head>:6379 albench run CONFIG``, token authentication on."""
+    config = tiny_config(corpus, tmp_path, embedders=TFIDF, strategies=STRATEGIES, seeds=[0])
+    path = write_config(tmp_path / "cfg.yaml", config)
+    result = subprocess.run(["albench", "run", str(path)], check=False, env=cluster.client_env(),
+                            cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            timeout=240)
+    output = flat(result.stdout)
+    assert result.returncode == 0, output
+    assert "running 2 trials on 2 actors" in output and "finished 2, failed 0" in output, output
+    runs = open_tracker(config["tracking"]["uri"], "tiny", create=False).all_trial_runs()
+    assert len(runs) == 2 and all(r.status == "FINISHED" and r.tags[NODE_TAG] for r in runs)
+
+
 def test_relative_result_paths_are_refused_under_job_submit(cluster, corpus, tmp_path):
     job_dir = tmp_path / "job"
     job_dir.mkdir()
@@ -113,7 +127,8 @@ def test_a_ray_client_address_is_refused(cluster, corpus, tmp_path):
 
 def test_a_client_without_the_token_gets_the_fix(cluster, corpus, tmp_path):
     path = write_config(tmp_path / "cfg.yaml", tiny_config(corpus, tmp_path, embedders=TFIDF, seeds=[0]))
-    # Ray retries a refused connection once a second for 20 s by default: 2 tries are enough here
+    # RAY_AUTH_TOKEN comes before the cluster's token file. Ray retries a refused connection once
+    # a second for 20 s by default: 2 tries are enough here.
     env = cluster.client_env(RAY_AUTH_TOKEN="not-the-cluster-token", RAY_gcs_server_port_wait_time_s="2")
     result = subprocess.run([sys.executable, "-m", "orchestrator.cli", "run", str(path)], check=False,
                             env=env, cwd=tmp_path, text=True, stdout=subprocess.PIPE,
