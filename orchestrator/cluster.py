@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,8 +73,15 @@ def job_working_copy(environ=os.environ) -> Path | None:
     return Path.cwd().resolve()
 
 
+def _is_uri(value) -> bool:
+    """``s3://bucket/x`` and the like (also as a ``Path``, which folds ``//``): not on this disk."""
+    return re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", str(value)) is not None
+
+
 def _inside_job_copy(path: Path, copy: Path | None) -> bool:
     """``path`` lies in the job's temporary copy (or in any working_dir copy Ray extracted)."""
+    if _is_uri(path):
+        return False
     path = Path(path).absolute().resolve()
     if copy is not None and (path == copy or copy in path.parents):
         return True

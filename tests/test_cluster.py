@@ -8,6 +8,7 @@ The real two-node cluster (token authentication, ``ray job submit``) is in
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -79,6 +80,28 @@ def test_each_trial_run_records_the_node_that_ran_it(ray_session, corpus, tmp_pa
         (t.trial_key for t in plan.trials), here)
     for run in runs.values():  # where a trial ran is no parameter: not part of what it is
         assert not any(here in str(value) for value in run.params.values())
+
+
+def test_only_local_result_paths_inside_a_job_copy_are_refused(tmp_path, monkeypatch, corpus):
+    """The detection itself (the real ``ray job submit`` is in tests/test_cluster_jobs.py): Ray's
+    job supervisor sets RAY_JOB_CONFIG_JSON_ENV_VAR and runs the driver in the copy."""
+    from orchestrator.cluster import JOB_CONFIG_ENV, job_path_problems
+    from orchestrator.config import parse_config
+
+    copy = tmp_path / "runtime_resources" / "working_dir_files" / "_ray_pkg_1"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    job = {JOB_CONFIG_ENV: '{"runtime_env": {"working_dir": "gcs://_ray_pkg_1.zip"}, "metadata": {}}'}
+    inside = parse_config(tiny_config(corpus, copy, embedders=TFIDF, seeds=[0]))
+    assert [p.split(":")[0] for p in job_path_problems(inside, job)] == \
+        ["store.path", "store.checkpoints", "tracking.uri"]
+    assert job_path_problems(inside, {}) == []  # not a job: nothing to refuse
+    outside = parse_config(tiny_config(corpus, tmp_path / "kept", embedders=TFIDF, seeds=[0],
+                                       tracking={"uri": "http://127.0.0.1:5000"}))
+    assert job_path_problems(outside, job) == []
+    on_s3 = outside.model_copy(update={"store": outside.store.model_copy(
+        update={"path": Path("s3://bucket/embeddings"), "checkpoints": Path("s3://bucket/checkpoints")})})
+    assert job_path_problems(on_s3, job) == []  # a URI is not a path in the copy
 
 
 @pytest.mark.parametrize("address", ["ray://127.0.0.1:10001", "ray://head-node:10001"])
