@@ -91,6 +91,7 @@ class ActorPool:
         self.actor_class = ray.remote(TrajectoryWorker).options(
             num_cpus=self.cpus, max_restarts=0, max_task_retries=0)
         self._starting: dict[object, object] = {}  # readiness probe -> actor not yet up
+        self._nodes: dict[object, str] = {}  # actor -> where it runs (its probe's answer)
         self._idle: list[object] = []
         self._active: dict[object, _Running] = {}  # generator -> what it runs
         self._start_failures = 0
@@ -108,11 +109,13 @@ class ActorPool:
     def busy(self) -> int:
         return len(self._active)
 
-    def submit(self, ticket: Any, trial: TrialSpec, checkpoint: Checkpoint | None) -> None:
-        """Run ``trial`` (from ``checkpoint``) on an idle actor; outcomes carry ``ticket``."""
+    def submit(self, ticket: Any, trial: TrialSpec, checkpoint: Checkpoint | None) -> str:
+        """Run ``trial`` (from ``checkpoint``) on an idle actor; outcomes carry ``ticket``.
+        Returns where the actor runs (``TrajectoryWorker.node``)."""
         actor = self._idle.pop()
         generator = actor.run.remote(trial, self.refs[trial.embedding_key], checkpoint)
         self._active[generator] = _Running(ticket, trial, actor)
+        return self._nodes.get(actor, "")
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes ready within ``timeout`` seconds (possibly none)."""
@@ -144,12 +147,12 @@ class ActorPool:
     # ---------------------------------------------------------------------------- internals
     def _new_actor(self) -> None:
         actor = self.actor_class.remote()
-        self._starting[actor.pid.remote()] = actor
+        self._starting[actor.node.remote()] = actor
 
     def _probe_answered(self, ref) -> None:
         actor = self._starting.pop(ref)
         try:
-            ray.get(ref)
+            self._nodes[actor] = ray.get(ref)
             self._idle.append(actor)
         except ray.exceptions.RayError as exc:  # died while starting
             self._start_failures += 1
@@ -184,5 +187,6 @@ class ActorPool:
             key = running.trial.embedding_key
             self.refs[key] = ray.put(self.data[key])
         kill_quietly(running.actor)
+        self._nodes.pop(running.actor, None)
         self._new_actor()  # a replacement; it gets work once up
         return Lost(running.ticket, type(error).__name__, trace)

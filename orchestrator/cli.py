@@ -121,14 +121,20 @@ def _validate_offline(config) -> None:
 @app.command()
 def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Run only the embedding stage: fill the store with what CONFIG needs."""
+    from orchestrator.cluster import check_resources
     from orchestrator.embedding_stage import embedding_stage, record_stage
-    from orchestrator.ray_runtime import init_ray
+    from orchestrator.ray_runtime import ClusterConnectError, init_ray
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config)
     tracker = _tracker(config)  # a tracking URI that cannot work stops it before any work
-    init_ray()
+    try:
+        init_ray()
+        check_resources(config.resources, reporter)
+    except (ConfigError, ClusterConnectError) as exc:
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
     store = EmbeddingStore(config.store.path)
     result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
     record_stage(tracker, result)
@@ -152,9 +158,11 @@ def run(
     """Run every trial of CONFIG that has no FINISHED run (resuming interrupted ones from their
     last completed cycle), embedding only what they need; print the AUC table.
 
-    Exit code: 0 all done, 1 some trials failed, 2 bad config or grid locked, 130 interrupted.
+    Exit code: 0 all done, 1 some trials failed, 2 bad config, grid locked or a cluster that cannot
+    run it (see ``orchestrator.cluster``), 130 interrupted.
     """
     from orchestrator.checkpoints import GridLockedError
+    from orchestrator.ray_runtime import ClusterConnectError
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
     from orchestrator.tracking import GridHeldError
@@ -166,7 +174,7 @@ def run(
     try:
         summary = run_grid(plan, tracker, reporter, force=force, rerun_failed=rerun_failed,
                            sigterm_as_interrupt=True)
-    except (GridLockedError, GridHeldError) as exc:
+    except (GridLockedError, GridHeldError, ConfigError, ClusterConnectError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     except TrackingWriteError as exc:
@@ -193,8 +201,9 @@ def run(
         reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
                       f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
-    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} "
-                 f"(open it with: albench ui {config_path})")
+    where = (f"its UI is the server's: {config.tracking.uri}"
+             if config.tracking.uri.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
+    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} ({where})")
     if summary.failed:
         reporter.say(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
                      f"runs, `albench status {config_path}` lists them); `albench run` reruns them")

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import ray
 
+from orchestrator.cluster import fit, live_nodes
 from orchestrator.console import Reporter
 from orchestrator.ray_runtime import task_error
 from workers.datasets import TextDataset
@@ -163,9 +164,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
         options = {"num_gpus": resources.gpus_per_embedding, "num_cpus": 1}
         threads = 0
     else:
-        largest = max((n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")),
-                      default=cluster.get("CPU", 1))
-        cpus = min(resources.cpus_per_embedding, largest or 1)
+        cpus = fit(resources, live_nodes()).embedding_cpus  # one actor runs on one node
         options = {"num_cpus": cpus}
         threads = max(1, int(cpus))
     per_embedder = actors or actors_per_embedder(resources)

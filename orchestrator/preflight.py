@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from orchestrator import cluster
 from orchestrator.config import ExperimentConfig
 from workers.datasets import TextDataset
 from workers.fs import ObjectPath, is_remote
@@ -138,9 +139,11 @@ def tracking_problem(config: ExperimentConfig) -> str | None:
 
 
 def problems(config: ExperimentConfig) -> list[str]:
-    """Refusals about where results go: the tracking store and the store locations (folders or
-    object stores; one unreachable endpoint is probed once, not once per field)."""
-    found = [tracking_problem(config), location_problem("store.path", config.store.path)]
+    """Refusals about where results go (the tracking store, the store locations: folders or
+    object stores; one unreachable endpoint is probed once, not once per field) and about the
+    cluster (a Ray Client address; results inside a Ray job's temporary working directory)."""
+    found = [*cluster.problems(config), tracking_problem(config),
+             location_problem("store.path", config.store.path)]
     path, checkpoints = str(config.store.path), str(config.store.checkpoints)
     if (found[-1] is not None and is_remote(path) and is_remote(checkpoints)
             and path.split("://")[0] == checkpoints.split("://")[0]

@@ -22,17 +22,32 @@ INFRASTRUCTURE_ERRORS = (
 """Failures of the machinery, not of the work: the work is resubmitted (from its checkpoint)."""
 
 
+class ClusterConnectError(RuntimeError):
+    """Ray cannot be reached the way it is configured; ``str()`` says why and the fix."""
+
+
 def init_ray(num_cpus: int | None = None) -> None:
     """Connect to RAY_ADDRESS when set (a cluster), else start a fresh local Ray.
 
     ``address="local"`` matters: without it ``ray.init()`` silently joins whatever cluster a
-    ``ray start`` on this machine last recorded in /tmp/ray.
+    ``ray start`` on this machine last recorded in /tmp/ray. A Ray Client address and a token the
+    cluster refuses raise ``ClusterConnectError`` with the fix (see ``orchestrator.cluster``).
     """
+    from orchestrator import cluster
+
     if ray.is_initialized():
         return
     runtime_env = {"env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False, runtime_env=runtime_env)
+        if (problem := cluster.client_problem()) is not None:
+            raise ClusterConnectError(problem)
+        try:
+            ray.init(log_to_driver=False, runtime_env=runtime_env)
+        except Exception as exc:
+            hint = cluster.auth_hint(exc)
+            if hint is None:
+                raise
+            raise ClusterConnectError(f"cannot connect to {os.environ['RAY_ADDRESS']}: {hint}") from None
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env=runtime_env)

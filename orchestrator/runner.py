@@ -10,6 +10,7 @@ to do never starts Ray.
 from __future__ import annotations
 
 from orchestrator.checkpoints import CheckpointStore
+from orchestrator.cluster import check_resources
 from orchestrator.console import Reporter
 from orchestrator.embedding_stage import embedding_stage, record_stage
 from orchestrator.grid import Plan
@@ -63,6 +64,7 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     if not todo:
         return summary
     init_ray()  # only now: a grid with nothing left to do never starts Ray
+    check_resources(config.resources, reporter)  # before any run is opened
     recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease)
     try:
         with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):

@@ -13,9 +13,8 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import ray
-
 from orchestrator.actor_pool import ActorPool, Failed, Finished, Lost, Streamed
+from orchestrator.cluster import live_nodes, slots
 from orchestrator.console import Reporter
 from orchestrator.ray_runtime import critical
 from orchestrator.trial_log import Recording, TrialLog
@@ -47,9 +46,9 @@ class RunSummary:
 
 
 def actor_count(resources) -> int:
-    """Trajectory actors to start: ``max_concurrency``, else as many as the cluster's CPUs fit."""
-    cpus = ray.cluster_resources().get("CPU", 1)
-    return resources.max_concurrency or max(1, int(cpus // resources.cpus_per_trajectory))
+    """Trajectory actors to start: ``max_concurrency``, else as many as the nodes' CPUs fit
+    (each actor on one node)."""
+    return resources.max_concurrency or max(1, slots(live_nodes(), resources.cpus_per_trajectory))
 
 
 def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], recording: Recording,
@@ -67,7 +66,7 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                 while pool.has_idle and queue:
                     log = queue.popleft()
                     with critical():  # a run opened is a run the driver ends
-                        pool.submit(log, log.trial, log.begin())
+                        log.ran_on(pool.submit(log, log.trial, log.begin()))
                 for outcome in pool.wait(timeout=FLUSH_SECONDS):
                     log = outcome.ticket
                     if isinstance(outcome, Streamed):

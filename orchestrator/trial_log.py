@@ -18,7 +18,7 @@ from orchestrator.checkpoints import CheckpointStore
 from orchestrator.results import summarize
 from orchestrator.resume import unfinished_run, usable_checkpoint
 from orchestrator.tracking import ERROR_TAG, GridHeldError, Tracker, TrialRun, trial_params
-from orchestrator.tracking.base import WARNING_TAG, Lease, RunRef, RunWrite
+from orchestrator.tracking.base import NODE_TAG, WARNING_TAG, Lease, RunRef, RunWrite
 from orchestrator.tracking.writer import TrackingWriter
 from workers.specs import TrialSpec
 from workers.trajectory import CYCLE_METRICS, Checkpoint, CycleRecord
@@ -89,6 +89,9 @@ class TrialLog:
         self.latest: Checkpoint | None = None
         self.closed = False
         """Finished or failed in this session (an interrupt leaves it alone)."""
+        self.nodes: list[str] = []
+        """The Ray nodes its trajectory ran on in this session, in order (the ``albench.node`` tag)."""
+        self.node_recorded: str | None = None
 
     @property
     def run_id(self) -> str | None:
@@ -125,6 +128,11 @@ class TrialLog:
         """The trial's checkpoint if it is consistent with its protocol."""
         return usable_checkpoint(self.recording.checkpoints.load(self.trial.trial_key),
                                  self.trial.protocol)
+
+    def ran_on(self, node: str) -> None:
+        """Its trajectory was handed to an actor on ``node`` (recorded with its next write)."""
+        if node and (not self.nodes or self.nodes[-1] != node):
+            self.nodes.append(node)
 
     def add(self, record: CycleRecord) -> None:
         self.buffer.append(record)
@@ -186,4 +194,7 @@ class TrialLog:
                     self.points[name][record.n_labelled] = value
                     write.metrics.append((name, value, record.n_labelled))
         self.buffer.clear()
+        node = " -> ".join(self.nodes)
+        if node and node != self.node_recorded:
+            write.tags[NODE_TAG] = self.node_recorded = node
         return write

@@ -12,16 +12,13 @@ own temp dir and port, token authentication off for it and its driver.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -35,6 +32,7 @@ from orchestrator.grid import prepare_plan
 from orchestrator.tracking import TRIAL_KEY_TAG, open_tracker
 from orchestrator.trial_log import CYCLE_METRICS
 from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config
+from tests.ray_cluster import cmdline, descendants, kill_tree, ray_cluster
 from workers.embedding import embed_into_store
 from workers.store import EmbeddingStore
 
@@ -112,60 +110,6 @@ def cli_here(*args: str) -> tuple[int, str]:
 
     result = CliRunner().invoke(app, list(args))
     return result.exit_code, " ".join(result.output.split())
-
-
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, state) of every process, from /proc (Linux)."""
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            found[int(entry.name)] = (int(fields[1]), fields[0])
-    return found
-
-
-def descendants(pid: int) -> list[int]:
-    processes = _processes()
-    children: dict[int, list[int]] = {}
-    for child, (parent, _) in processes.items():
-        children.setdefault(parent, []).append(child)
-    family, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            family.append(child)
-            todo.append(child)
-    return family
-
-
-def cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def kill_tree(process: subprocess.Popen | int, sig: int = signal.SIGKILL) -> None:
-    """Signal a process group and every descendant (Ray workers have process groups of their
-    own), then wait until they are gone."""
-    pid = process if isinstance(process, int) else process.pid
-    family = descendants(pid)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, sig)
-    for member in family:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(member, sig)
-    if not isinstance(process, int):
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        alive = _processes()
-        if not any(m in alive and alive[m][1] != "Z" for m in family):
-            return
-        time.sleep(0.1)
 
 
 def wait_for(condition, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
@@ -295,45 +239,13 @@ def test_trajectory_worker_killed_mid_run(reference, pool, store, template, tmp_
     assert_done_once(plan, tracker, reference)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def two_node_cluster(ray_session, tmp_path):
-    """A head node (1 CPU) and a worker node (2 CPUs) of a second Ray cluster on this machine,
-    with its own temp dir and ports; token auth off for both and for the driver."""
-    ray_bin = str(Path(sys.executable).with_name("ray"))
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    env.pop("RAY_ADDRESS", None)
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    temp_dir = tempfile.mkdtemp(prefix="albench-ray-", dir="/tmp")  # unix socket paths: <108 bytes
-    common = ["--disable-usage-stats", "--block"]
-    with open(tmp_path / "head.log", "w") as out:
-        head = subprocess.Popen(
-            [ray_bin, "start", "--head", f"--port={port}", "--num-cpus=1", "--include-dashboard=false",
-             f"--temp-dir={temp_dir}", *common],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    nodes = {"head": head}
-    try:
-        head_up = Path(temp_dir) / "ray_current_cluster"  # written once the head node is up
-        wait_for(head_up.exists, 90, head, tmp_path / "head.log")
-        with open(tmp_path / "worker.log", "w") as out:
-            nodes["worker"] = subprocess.Popen(
-                [ray_bin, "start", f"--address={address}", "--num-cpus=2", *common],
-                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-        gcs_log = Path(temp_dir) / "session_latest" / "logs" / "gcs_server.out"
-        wait_for(lambda: gcs_log.read_text().count("Registering new node") >= 2, 90, nodes["worker"],
-                 tmp_path / "worker.log")
-        yield address, nodes
-    finally:
-        for process in nodes.values():
-            kill_tree(process)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def two_node_cluster(ray_session):
+    """A head node (1 CPU) and a worker node (2 CPUs) of a second Ray cluster on this machine
+    (``tests/ray_cluster.py``: its own temp dir and ports); token auth off for both and for the
+    driver."""
+    with ray_cluster(workers=1, head_cpus=1, worker_cpus=2, token=False, dashboard=False) as cluster:
+        yield cluster.address, {"head": cluster.nodes["head"], "worker": cluster.nodes["worker0"]}
 
 
 HOLD_THE_HEAD_CPU = """

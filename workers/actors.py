@@ -16,7 +16,8 @@ class TrajectoryWorker:
     no state worth keeping (only a cache of the initial pools it selected, which sibling trials
     reuse and any actor can recompute): when one dies (its process killed, its node lost) the driver
     resubmits the trial to another actor with the last checkpoint it saved. The driver calls
-    ``pid`` once as a readiness probe before giving an actor work.
+    ``node`` once as a readiness probe before giving an actor work, and records its answer with
+    each trial the actor runs.
     """
 
     def __init__(self) -> None:
@@ -25,6 +26,14 @@ class TrajectoryWorker:
     def run(self, trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
             ) -> Iterator[CycleRecord]:
         yield from run_trajectory(trial, data, resume, self.initial_pools)
+
+    def node(self) -> str:
+        """Where this actor runs: the host name and the Ray node id."""
+        import socket
+
+        import ray
+
+        return f"{socket.gethostname()} {ray.get_runtime_context().get_node_id()}"
 
     def pid(self) -> int:
         import os

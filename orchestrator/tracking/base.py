@@ -21,6 +21,9 @@ WARNING_TAG = "albench.warnings"
 KIND_TAG = "albench.kind"
 """What a run that is not a trial is: ``embedding`` (one embedding stage), ``report``."""
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
+NODE_TAG = "albench.node"
+"""Where a trial ran: ``host node-id`` of its trajectory actor's Ray node (``a -> b`` when it was
+resubmitted to another node in one session). Not part of the trial key or of any curve."""
 
 
 class TrackingURIError(ValueError):
