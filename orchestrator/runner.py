@@ -14,6 +14,7 @@ from orchestrator.console import Reporter
 from orchestrator.embedding_stage import embedding_stage
 from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
+from orchestrator.report.cell_figures import CellFigures
 from orchestrator.resume import select_trials
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.base import Lease
@@ -63,12 +64,15 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     if not todo:
         return summary
     init_ray()  # only now: a grid with nothing left to do never starts Ray
-    recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease)
+    recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease,
+                          figures=CellFigures(tracker, plan.trials, existing))
     try:
         with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
             _run(plan, recording, todo, reporter, summary)
     finally:
         recording.writer.close()
+        if not lease.lost.is_set():  # the parents' figures, once more with every trial that ended
+            recording.figures.close()
     return summary
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from workers.specs import TrialSpec
@@ -19,6 +20,10 @@ GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
 WARNING_TAG = "albench.warnings"
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
+KIND_TAG = "albench.kind"
+"""What a run that is not a trial is: ``report`` for the grid's report run. Such runs carry no
+trial key, so ``status``, resume and the results never see them."""
+REPORT_KIND = "report"
 
 
 class TrackingURIError(ValueError):
@@ -172,4 +177,17 @@ class Tracker(Protocol):
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:
         """Retire (restorably) every other run of ``trial_key``; their ids."""
+        ...
+
+    # artifacts (files beside the runs, not in the run tables)
+    def publish_report(self, folder: Path) -> str:
+        """Log the files of ``folder`` (a built report) as the artifacts of the experiment's one
+        report run (``KIND_TAG`` = ``REPORT_KIND``, no trial key), created on first use and
+        reused after: files an earlier report left and this one lacks are removed. Its run id."""
+        ...
+
+    def log_cell_figure(self, dataset: str, embedder: str, image: Path) -> bool:
+        """Attach ``image`` to the run grouping the (dataset, embedder) cell, under its file
+        name, replacing the earlier file of that name; False (nothing done) while that run does
+        not exist yet (the writer creates it, with the cell's first trial)."""
         ...
