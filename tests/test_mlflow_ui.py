@@ -3,6 +3,8 @@ report run (real Ray, real SQLite MLflow, real artifact store)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
@@ -14,8 +16,8 @@ from orchestrator.config import parse_config
 from orchestrator.report import grid_status
 from orchestrator.report.cell_figures import FIGURE_NAME, mean_band
 from orchestrator.report.publish import publish_report
-from orchestrator.resume import select_trials
 from orchestrator.results import read_results
+from orchestrator.resume import select_trials
 from orchestrator.tracking import GROUP_TAG, open_tracker
 from orchestrator.tracking.base import KIND_TAG, REPORT_KIND
 from orchestrator.tracking.mlflow_backend import EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, experiment_url
@@ -39,14 +41,14 @@ def _parents(tracker):
 
 
 def test_every_parent_run_carries_the_figure_of_its_cell(grid):
-    _, plan, tracker, workdir = grid
+    _, _, tracker, workdir = grid
     parents = _parents(tracker)
     assert sorted(p.data.tags[GROUP_TAG] for p in parents) == ["topics / glove", "topics / tfidf"]
     for parent in parents:
         names = [a.path for a in tracker.client.list_artifacts(parent.info.run_id)]
         assert names == [FIGURE_NAME], names
         local = tracker.client.download_artifacts(parent.info.run_id, FIGURE_NAME, str(workdir))
-        data = open(local, "rb").read()
+        data = Path(local).read_bytes()
         assert data.startswith(PNG) and len(data) > 5000
 
 
@@ -95,7 +97,7 @@ def _status(config_path):
 
 
 def test_the_report_is_one_reused_run_that_status_resume_and_results_ignore(grid, tmp_path):
-    config, plan, tracker, workdir = grid
+    config, plan, tracker, _ = grid
     parsed = parse_config(config)
     config_path = write_config(tmp_path / "tiny.yaml", config)
     before_status = _status(config_path)
@@ -119,7 +121,7 @@ def test_the_report_is_one_reused_run_that_status_resume_and_results_ignore(grid
     assert publish_report(parsed, tracker, report) == run_id
     assert {a.path for a in client.list_artifacts(run_id)} == {"index.html", "figures", "stats.json"}
     index = client.download_artifacts(run_id, "index.html", str(tmp_path))
-    assert "second" in open(index).read()
+    assert "second" in Path(index).read_text()
     reports = client.search_runs([tracker.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{REPORT_KIND}'")
     assert [r.info.run_id for r in reports] == [run_id]
 

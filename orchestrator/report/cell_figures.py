@@ -43,7 +43,8 @@ def mean_band(curves: list[list[tuple[int, float]]], level: float = 0.95):
     from scipy import stats
 
     common = sorted(set.intersection(*({s for s, _ in c} for c in curves))) if curves else []
-    values = np.array([[dict(c)[s] for s in common] for c in curves], dtype=np.float64).reshape(len(curves), -1)
+    points = [dict(c) for c in curves]
+    values = np.array([[p[s] for s in common] for p in points], dtype=np.float64).reshape(len(curves), -1)
     mean = values.mean(axis=0) if len(curves) else np.array([])
     if len(curves) < 2:
         return np.array(common), mean, mean, mean
@@ -106,6 +107,8 @@ class CellFigures:
         self._folder = tempfile.TemporaryDirectory(prefix="albench-figures-")
         self.rendered = 0
         """Figures drawn and attached (for tests and ``bench/tracking.py``)."""
+        self.cpu_seconds = 0.0
+        """CPU seconds the figure thread spent (reading, drawing, uploading)."""
 
     def add(self, trial: TrialSpec, points: dict[int, float]) -> None:
         """A trial finished with this curve (step -> value): its cell is due for a redraw."""
@@ -138,11 +141,13 @@ class CellFigures:
 
     # ---------------------------------------------------------------------------- internals
     def _draw(self, cells: set[Cell]) -> None:
+        began = time.thread_time()
         for cell in sorted(cells):
             try:
                 self._draw_one(cell)
             except Exception as exc:  # noqa: BLE001 - a figure never stops the grid
                 log.warning("albench: the figure of %s / %s was not drawn (%s)", *cell, exc)
+        self.cpu_seconds += time.thread_time() - began
 
     def _draw_one(self, cell: Cell) -> None:
         earlier = self._earlier.pop(cell, None)
