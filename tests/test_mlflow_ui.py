@@ -144,3 +144,18 @@ def test_a_folder_without_index_is_not_published(grid, tmp_path):
     (tmp_path / "half").mkdir()
     with pytest.raises(ValueError, match="holds no index.html"):
         publish_report(parse_config(config), tracker, tmp_path / "half")
+
+
+def test_the_report_replaces_its_files_through_an_mlflow_server(mlflow_server_postgres, tmp_path):
+    """Against a server the artifacts go through its artifact proxy (HTTP), the same way."""
+    tracker = open_tracker(mlflow_server_postgres.uri, "report-over-http")
+    assert tracker.client.get_experiment(tracker.experiment_id).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    report = _fake_report(tmp_path / "report", "first")
+    (report / "old.txt").write_text("stale")
+    run_id = tracker.publish_report(report)
+    (report / "old.txt").unlink()
+    _fake_report(report, "second")
+    assert tracker.publish_report(report) == run_id
+    client = tracker.client
+    assert {a.path for a in client.list_artifacts(run_id)} == {"index.html", "figures", "stats.json"}
+    assert "second" in Path(client.download_artifacts(run_id, "index.html", str(tmp_path))).read_text()
