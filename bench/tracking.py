@@ -3,7 +3,8 @@
   1. baseline: the trials alone: the same trajectory actors driven by a bare Ray loop that
      throws the cycles away (what the workers can deliver);
   2. albench against SQLite (a fresh file): the driver's whole path (runs, metrics, summaries,
-     checkpoints, progress) with its one writer thread;
+     checkpoints, progress, the parent runs' figures) with its one writer thread; then again
+     without the parent runs' figures, to show what they cost;
   3. albench against a real ``mlflow server`` on 127.0.0.1 (SQLite behind it; PostgreSQL behind
      it with ``--postgres``), with the writer pool.
 For each: trials/s, its ratio to the baseline, the driver's CPU ms per trial (the driver process,
@@ -83,18 +84,35 @@ def baseline(plan, data, actors: int) -> float:
     return seconds
 
 
-def albench(config) -> tuple[float, float, int, int]:
-    """(seconds, driver CPU seconds, MLflow calls, trials finished) of ``run_grid``."""
+FIGURES: list = []
+"""The parent-figure keepers of the runs so far (their renders and CPU seconds are printed)."""
+
+
+def albench(config, figures: bool = True) -> tuple[float, float, int, int]:
+    """(seconds, driver CPU seconds, MLflow calls, trials finished) of ``run_grid``;
+    ``figures=False``: without the parent runs' figures (``orchestrator/report/cell_figures.py``),
+    to measure what they cost."""
+    from orchestrator import runner
     from orchestrator.console import Reporter
     from orchestrator.grid import prepare_plan
-    from orchestrator.runner import run_grid
+    from orchestrator.report.cell_figures import CellFigures
     from orchestrator.tracking import open_tracker
 
+    class Counted(CellFigures):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            FIGURES.append(self)
+
+    class Off(CellFigures):
+        def add(self, trial, points):
+            pass
+
+    runner.CellFigures = Counted if figures else Off
     plan = prepare_plan(config)
     tracker = open_tracker(config.tracking.uri, config.experiment_name)  # schema made outside the timing
     calls = tracker.calls
     began, cpu = time.perf_counter(), time.process_time()
-    summary = run_grid(plan, tracker, Reporter.quiet())
+    summary = runner.run_grid(plan, tracker, Reporter.quiet())
     seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
     assert not summary.failed, summary.failed[:3]
     return seconds, cpu, tracker.calls - calls, summary.finished
@@ -129,6 +147,8 @@ def main() -> None:
     base = baseline(plan, embedded.data, actors)
     rows.append(("trials alone (bare Ray loop)", base, None, None, n))
     rows.append(("albench, SQLite file", *albench(first)))
+    bare = config_for(folder, source, args.trials, f"sqlite:///{folder / 'bare.db'}", "bare")
+    rows.append(("albench, SQLite file, no parent figures", *albench(bare, figures=False)))
     servers = [] if args.no_server else [("sqlite", None)] + ([("postgres", None)] if args.postgres else [])
     for kind, _ in servers:
         with postgres_cluster() if kind == "postgres" else contextlib.nullcontext() as cluster:
@@ -146,6 +166,9 @@ def main() -> None:
         print(f"{name:44} {rate:9.1f} {ratio:7.2f} "
               f"{'' if cpu is None else f'{cpu / finished * 1000:16.1f}':>16} "
               f"{'' if calls is None else f'{calls / finished:12.2f}':>12}")
+    drawn = sum(f.rendered for f in FIGURES)
+    print(f"parent figures: {drawn} drawn, {sum(f.cpu_seconds for f in FIGURES) / max(drawn, 1) * 1000:.0f} ms "
+          "of CPU each (figure thread: read, draw, upload)")
 
 
 if __name__ == "__main__":

@@ -265,8 +265,15 @@ def ui(
     """Open the MLflow UI on the config's tracking store (default sqlite:///mlflow.db)."""
     from orchestrator.ui import PortBusyError, serve
 
-    uri = _load(config_path).tracking.uri if config_path else "sqlite:///mlflow.db"
+    config = _load(config_path) if config_path else None
+    uri = config.tracking.uri if config is not None else "sqlite:///mlflow.db"
     reporter.say(f"MLflow UI on http://{host}:{port} ({uri})")
+    if config is not None and config.tracking.backend == "mlflow":
+        from orchestrator.tracking.mlflow_backend import experiment_url
+
+        experiment_id = getattr(_tracker(config, create=False), "experiment_id", None)
+        if experiment_id is not None:  # the runs view, not MLflow 3's GenAI overview
+            reporter.say(f"the grid's runs: {experiment_url(f'http://{host}:{port}', experiment_id)}")
     try:
         code = serve(uri, host, port, workers)
     except PortBusyError as exc:

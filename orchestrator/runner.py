@@ -15,6 +15,7 @@ from orchestrator.console import Reporter
 from orchestrator.embedding_stage import embedding_stage, record_stage
 from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
+from orchestrator.report.cell_figures import CellFigures
 from orchestrator.resume import select_trials
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.base import Lease
@@ -65,12 +66,15 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
         return summary
     init_ray()  # only now: a grid with nothing left to do never starts Ray
     check_resources(config.resources, reporter)  # before any run is opened
-    recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease)
+    recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease,
+                          figures=CellFigures(tracker, plan.trials, existing))
     try:
         with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
             _run(plan, recording, todo, reporter, summary)
     finally:
         recording.writer.close()
+        if not lease.lost.is_set():  # the parents' figures, once more with every trial that ended
+            recording.figures.close()
     return summary
 
 

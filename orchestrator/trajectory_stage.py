@@ -98,6 +98,8 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                 if time.monotonic() - last_flush >= FLUSH_SECONDS or len(recording.outbox) >= OUTBOX_SIZE:
                     recording.check_lease()
                     recording.send([w for log in pool.running() if (w := log.flush()) is not None])
+                    if recording.figures is not None:
+                        recording.figures.tick()
                     last_flush = time.monotonic()
             recording.send()
             recording.writer.drain()

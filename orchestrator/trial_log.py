@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from orchestrator.checkpoints import CheckpointStore
+from orchestrator.report.cell_figures import CellFigures
 from orchestrator.results import summarize
 from orchestrator.resume import unfinished_run, usable_checkpoint
 from orchestrator.tracking import ERROR_TAG, GridHeldError, Tracker, TrialRun, trial_params
@@ -45,6 +46,8 @@ class Recording:
     """Writes made since the last ``send`` (ends of trials, first writes of new runs)."""
     curves: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)
     """run id -> metric -> step -> value already recorded, for the runs this session reopens."""
+    figures: CellFigures | None = None
+    """The figures of the (dataset, embedder) parent runs, fed each finished trial's curve."""
 
     def __post_init__(self) -> None:
         if self.writer is None:
@@ -163,6 +166,8 @@ class TrialLog:
         write.after = lambda: checkpoints.remove(key)  # finished: no checkpoint to keep
         self.recording.outbox.append(write)
         self.closed = True
+        if self.recording.figures is not None:
+            self.recording.figures.add(self.trial, self.points[CellFigures.METRIC])
         return summary
 
     def fail(self, error: str, trace: str, status: str = "FAILED") -> None:

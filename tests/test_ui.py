@@ -59,6 +59,10 @@ def test_ui_serves_the_experiment_on_loopback(corpus, tmp_path):
         assert server, "albench ui started no server process"
         os.kill(process.pid, signal.SIGTERM)  # albench alone, as a service manager stops it
         assert process.wait(timeout=60) == 143
+        banner = " ".join(process.stdout.read().decode().split())
+        experiment = open_tracker(config["tracking"]["uri"], config["name"], create=False).experiment_id
+        assert (f"the grid's runs: http://127.0.0.1:{port}/#/experiments/{experiment}/runs"
+                "?workflowType=machine_learning") in banner, banner
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and any(_alive(pid) for pid in server):
             time.sleep(0.2)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from workers.specs import TrialSpec
@@ -18,12 +19,14 @@ TRIAL_KEY_TAG = "albench.trial_key"
 GROUP_TAG = "albench.group"
 ERROR_TAG = "albench.error"
 WARNING_TAG = "albench.warnings"
-KIND_TAG = "albench.kind"
-"""What a run that is not a trial is: ``embedding`` (one embedding stage), ``report``."""
 """Protocol warnings of a trial (classes only in the test split, a single-class learner...)."""
+KIND_TAG = "albench.kind"
+"""What a run that is not a trial is: ``embedding`` (one embedding stage), ``report`` (the grid's
+report run). Such runs carry no trial key, so ``status``, resume and the results never see them."""
 NODE_TAG = "albench.node"
 """Where a trial ran: ``host node-id`` of its trajectory actor's Ray node (``a -> b`` when it was
 resubmitted to another node in one session). Not part of the trial key or of any curve."""
+REPORT_KIND = "report"
 
 
 class TrackingURIError(ValueError):
@@ -182,4 +185,17 @@ class Tracker(Protocol):
     def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
                   tags: dict[str, str] | None = None) -> str:
         """One finished run of a stage (tagged ``KIND_TAG``: never read as a trial); its id."""
+        ...
+
+    # artifacts (files beside the runs, not in the run tables)
+    def publish_report(self, folder: Path) -> str:
+        """Log the files of ``folder`` (a built report) as the artifacts of the experiment's one
+        report run (``KIND_TAG`` = ``REPORT_KIND``, no trial key), created on first use and
+        reused after: files an earlier report left and this one lacks are removed. Its run id."""
+        ...
+
+    def log_cell_figure(self, dataset: str, embedder: str, image: Path) -> bool:
+        """Attach ``image`` to the run grouping the (dataset, embedder) cell, under its file
+        name, replacing the earlier file of that name; False (nothing done) while that run does
+        not exist yet (the writer creates it, with the cell's first trial)."""
         ...

@@ -2,7 +2,10 @@
 
 Layout: one experiment per config; one parent run per (dataset, embedder) so every strategy of
 that cell is compared in one chart; one child run per trial, tagged with its ``trial_key``.
-Metrics are logged per cycle with ``step`` = number of labelled rows.
+Metrics are logged per cycle with ``step`` = number of labelled rows. Each parent run carries
+the figure of its cell (``log_cell_figure``); one more run, tagged ``albench.kind = report``,
+holds the grid's report as artifacts (``publish_report``). Artifacts go to the experiment's
+artifact store through MLflow's artifact API, never through the run tables.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
@@ -23,6 +28,7 @@ from orchestrator.tracking import mlflow_sql
 from orchestrator.tracking.base import (
     GROUP_TAG,
     KIND_TAG,
+    REPORT_KIND,
     TRIAL_KEY_TAG,
     Curve,
     RunWrite,
@@ -48,6 +54,20 @@ WRITER_THREADS = 8
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 CURVE_RUNS_PER_QUERY = 500
 """Runs per bulk metric-history query (SQL stores): well inside SQLite's variable limit."""
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""The experiment's kind as MLflow 3's UI reads it: "Machine learning" (runs, metrics), not
+"GenAI apps & agents" (traces). MLflow 3.17's UI picks the view from its workflow switch
+(``experiment_url`` sets it); the tag is what earlier MLflow 3 UIs read."""
+REPORT_RUN_NAME = "report"
+NOTE_TAG = "mlflow.note.content"
+"""A run's description in the MLflow UI (markdown)."""
+
+
+def experiment_url(ui: str, experiment_id: str) -> str:
+    """The MLflow UI's page of an experiment's training runs: ``ui`` is its base address
+    (http://127.0.0.1:5000); ``workflowType=machine_learning`` is the UI's switch for that view."""
+    return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
 class _LockRetryingClient:
@@ -116,6 +136,8 @@ class MlflowTracker:
                 if found is not None:
                     self.experiment_id = found.experiment_id
                     self._artifact_location = found.artifact_location
+                    if create and found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                        self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 self.bulk = mlflow_sql.supports(self.store)
         except (MlflowException, SQLAlchemyError) as exc:
             reason = " ".join(str(exc).split())[:400]
@@ -126,7 +148,7 @@ class MlflowTracker:
 
     def _create_experiment(self, name: str) -> str:
         try:
-            return self.client.create_experiment(name)
+            return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
         except MlflowException as exc:  # another driver created it a moment ago (a server)
             found = self.client.get_experiment_by_name(name)
             if found is None:
@@ -318,6 +340,68 @@ class MlflowTracker:
                 self.client.delete_run(run.run_id)
                 retired.append(run.run_id)
         return retired
+
+
+    # ---------------------------------------------------------------------------- artifacts
+    def _artifacts(self, run_id: str):
+        """The artifact repository of one run (MLflow's, as ``MlflowClient`` would use it)."""
+        run = self.client.get_run(run_id)
+        return get_artifact_repository(run.info.artifact_uri, tracking_uri=self.uri)
+
+    def log_cell_figure(self, dataset: str, embedder: str, image: Path) -> bool:
+        """Attach ``image`` to the cell's parent run (the file of that name is replaced). Only
+        reads the run tables: a parent the writer has not created yet is left for later (False),
+        so a SQLite file still sees one writer."""
+        group = f"{dataset} / {embedder}"
+        with self._parent_lock:
+            run_id = self._parents.get(group)
+        if run_id is None:
+            found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{GROUP_TAG}` = '{group}'",
+                                            max_results=1)
+            if not found:
+                return False
+            run_id = found[0].info.run_id
+        self.client.log_artifact(run_id, str(image))
+        return True
+
+    def report_run(self) -> str:
+        """The experiment's report run, created (FINISHED, without a trial key) on first use."""
+        if self.experiment_id is None:
+            raise ValueError("the experiment does not exist: nothing to report")
+        found = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{KIND_TAG}` = '{REPORT_KIND}'",
+                                        order_by=["attributes.start_time ASC"], max_results=1)
+        if found:
+            return found[0].info.run_id
+        run = self.client.create_run(self.experiment_id, run_name=REPORT_RUN_NAME, tags={
+            KIND_TAG: REPORT_KIND,
+            NOTE_TAG: (f"The albench report of the grid {self.experiment!r}: open *Artifacts*, then "
+                       "`index.html` (the same folder is under `reports/` where the report was built)."),
+        })
+        self.client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+
+    def publish_report(self, folder: Path) -> str:
+        """Log ``folder`` as the report run's artifacts, then remove the files an earlier report
+        left that this one lacks; the run's end time says when it was published last."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise ValueError(f"no report folder at {folder}")
+        run_id = self.report_run()
+        repository = self._artifacts(run_id)
+        self.client.retrying(repository.log_artifacts)(str(folder))
+        fresh = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        for stale in sorted(set(_artifact_files(repository)) - fresh):
+            self.client.retrying(repository.delete_artifacts)(stale)
+        self.client.set_terminated(run_id, "FINISHED")
+        return run_id
+
+
+def _artifact_files(repository, path: str | None = None) -> list[str]:
+    """Every file under ``path`` of an artifact repository (relative paths)."""
+    found = []
+    for info in repository.list_artifacts(path):
+        found.extend(_artifact_files(repository, info.path) if info.is_dir else [info.path])
+    return found
 
 
 def open_backend(uri: str, experiment: str, create: bool = True) -> MlflowTracker:
