@@ -86,7 +86,7 @@ class ReportData:
             pd.DataFrame(columns=[*KEY_COLUMNS, *curves.columns.drop("trial_key", errors="ignore")])
         curves = curves.sort_values(["trial_key", "step"], kind="stable").reset_index(drop=True)
         trials = _with_family(trials, curves, early_points)
-        return cls(trials=trials, curves=curves, cells=_cells(trials, len(seeds)), seeds=seeds,
+        return cls(trials=trials, curves=curves, cells=_cells(trials), seeds=seeds,
                    datasets=datasets, embedders=embedders, strategies=strategies,
                    initial_pools=initial_pools, early_points=early_points)
 
@@ -136,7 +136,7 @@ def _with_family(trials: pd.DataFrame, curves: pd.DataFrame, early_points: int) 
     return trials
 
 
-def _cells(trials: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
+def _cells(trials: pd.DataFrame) -> pd.DataFrame:
     """Per cell: trials finished, failed, unfinished (running or interrupted) and missing."""
     if trials.empty:
         return pd.DataFrame(columns=[*CELL, "finished", "failed", "unfinished", "missing", "expected",
@@ -146,8 +146,9 @@ def _cells(trials: pd.DataFrame, n_seeds: int) -> pd.DataFrame:
         finished=(status == "FINISHED").astype(int), failed=(status == "FAILED").astype(int),
         missing=(status == "MISSING").astype(int),
         unfinished=(~status.isin(["FINISHED", "FAILED", "MISSING"])).astype(int))
-    cells = counted.groupby(CELL, sort=False)[["finished", "failed", "unfinished", "missing"]].sum()
+    grouped = counted.groupby(CELL, sort=False)
+    cells = grouped[["finished", "failed", "unfinished", "missing"]].sum()
+    cells["expected"] = grouped.size()  # the grid's trials of the cell: one per seed
     cells = cells.reset_index()
-    cells["expected"] = n_seeds
-    cells["complete"] = cells["finished"] >= n_seeds
+    cells["complete"] = cells["finished"] >= cells["expected"]
     return cells

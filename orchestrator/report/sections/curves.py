@@ -71,8 +71,8 @@ def build(context) -> Section:
             finals.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
                            "final_accuracy": float(band["mean"].iloc[-1]), "seeds": int(band["n"].iloc[-1])})
             stats_out.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
-                              "steps": x, "mean": band["mean"], "low": band["low"], "high": band["high"],
-                              "n": band["n"]})
+                              "steps": x, "mean": band["mean"].tolist(), "low": band["low"].tolist(),
+                              "high": band["high"].tolist(), "n": band["n"].tolist()})
         figure.update_layout(title={"text": f"{esc(dataset)} / {esc(embedder)}", "font": {"size": 13}},
                              xaxis_title="labelled examples", yaxis_title="test accuracy", height=340,
                              margin={"l": 50, "r": 10, "t": 40, "b": 40}, template="plotly_white",
