@@ -173,3 +173,31 @@ def test_status_does_not_import_the_report():
             "print(sorted(m for m in ('matplotlib', 'plotly', 'orchestrator.report.build') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_spearman_bootstrap_is_scipy_on_every_resample():
+    import numpy as np
+    from scipy import stats as sps
+
+    from orchestrator.report import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=12)
+    y = x + rng.normal(size=12)
+    y[:4] = y[0]  # ties
+    found = stats.spearman_ci(x, y, n_boot=300, seed=5)
+    index = np.random.default_rng(5).integers(0, 12, size=(300, 12))
+    boots = [sps.spearmanr(x[i], y[i]).statistic for i in index if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
+    assert found["rho"] == pytest.approx(sps.spearmanr(x, y).statistic)
+    assert found["ci"] == pytest.approx(list(np.quantile(boots, [0.025, 0.975])))
+
+
+def test_critical_difference_groups():
+    from orchestrator.report.sections.comparison import cliques
+
+    ranks = {"a": 1.2, "b": 1.9, "c": 2.9, "d": 4.0}
+    p = {"a": {"b": 0.4, "c": 0.01, "d": 0.001}, "b": {"a": 0.4, "c": 0.2, "d": 0.01},
+         "c": {"a": 0.01, "b": 0.2, "d": 0.3}, "d": {"a": 0.001, "b": 0.01, "c": 0.3}}
+    assert cliques(ranks, p) == [["a", "b"], ["b", "c"], ["c", "d"]]
+    p["a"]["c"] = p["c"]["a"] = 0.5
+    assert cliques(ranks, p) == [["a", "b", "c"], ["c", "d"]]

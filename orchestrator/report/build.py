@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 import traceback
 from pathlib import Path
 
@@ -42,8 +43,11 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
     out = Path(out_dir) if out_dir is not None else default_report_dir(config)
     out.mkdir(parents=True, exist_ok=True)
     calls_before = getattr(tracker, "calls", 0)
+    began = time.perf_counter()
     data = ReportData.load(config, tracker, trials)
+    read_seconds = time.perf_counter() - began
     calls = getattr(tracker, "calls", 0) - calls_before
+    began_quality = time.perf_counter()
     if jobs:
         quality, quality_messages = measure(jobs, config.learner, config.store.path, out / CACHE_NAME)
     else:
@@ -53,7 +57,9 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
                       quality_messages=quality_messages, jobs=jobs,
                       meta={"date": date, "tracking_uri": getattr(tracker, "uri", ""), "mlflow_calls": calls})
     built: list[Section] = []
+    timings = {"read": round(read_seconds, 3), "quality": round(time.perf_counter() - began_quality, 3)}
     for module in section_modules.modules():
+        began = time.perf_counter()
         try:
             built.append(module.build(context))
         except Exception as exc:  # noqa: BLE001 - one broken section must not cost the others
@@ -62,6 +68,7 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
                                  notes([(f"this section could not be built ({type(exc).__name__}: {exc}); "
                                          "this is a bug in albench, please report it")]),
                                  {"error": f"{type(exc).__name__}: {exc}", "traceback": trace}))
+        timings[built[-1].id] = round(time.perf_counter() - began, 3)
     finished = int((data.trials["status"] == "FINISHED").sum()) if not data.trials.empty else 0
     subtitle = (f"{esc(len(data.trials))} trials ({esc(finished)} finished), {len(data.datasets)} datasets x "
                 f"{len(data.embedders)} embedders x {len(data.initial_pools)} initial pools x "
@@ -74,7 +81,7 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
     report_stats = {
         "config": config.name, "experiment": config.experiment_name, "date": date,
         "trials": len(data.trials), "finished": finished, "mlflow_calls": calls,
-        "figures": context.figures.written,
+        "figures": context.figures.written, "seconds": timings,
         "sections": {s.id: {"title": s.title, **s.stats} for s in built},
     }
     text = json.dumps(clean(report_stats), indent=1, allow_nan=False)
