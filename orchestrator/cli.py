@@ -1,4 +1,4 @@
-"""The ``albench`` command line: run, embed, status, validate, schema, ui.
+"""The ``albench`` command line: run, embed, status, report, validate, schema, ui.
 
 Every expected failure is one clear message and a non-zero exit code (2 for bad input, before
 anything is written). An unexpected one says so, keeps its traceback in a log file instead of
@@ -154,9 +154,12 @@ def run(
         help="Rerun FAILED trials too (default), or skip them and run only trials without a run "
              "or interrupted ones. Interrupted trials always resume from their checkpoint.",
     ),
+    no_report: bool = typer.Option(False, "--no-report",
+                                   help="Do not build the HTML report (reports/<name>/) at the end."),
 ) -> None:
     """Run every trial of CONFIG that has no FINISHED run (resuming interrupted ones from their
-    last completed cycle), embedding only what they need; print the AUC table.
+    last completed cycle), embedding only what they need; print the AUC table and build the
+    report (``albench report``) unless ``--no-report``.
 
     Exit code: 0 all done, 1 some trials failed, 2 bad config, grid locked or a cluster that cannot
     run it (see ``orchestrator.cluster``), 130 interrupted.
@@ -204,6 +207,8 @@ def run(
     where = (f"its UI is the server's: {config.tracking.uri}"
              if config.tracking.uri.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
     reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} ({where})")
+    if not no_report:
+        _report_after_run(config_path, config, plan, tracker)
     if summary.failed:
         reporter.say(f"{len(summary.failed)} trials failed (error and traceback in their MLflow "
                      f"runs, `albench status {config_path}` lists them); `albench run` reruns them")
@@ -247,6 +252,44 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         reporter.say(f"... and {len(result.interrupted) - shown} more interrupted trials")
     if result.interrupted and not driver_running:
         reporter.say(f"`albench run {config_path}` resumes interrupted trials from their checkpoints")
+
+
+@app.command()
+def report(
+    config_path: Path = typer.Argument(..., metavar="CONFIG"),
+    out: Path = typer.Option(None, "--out", help="Folder to write (default: reports/<name>/ next to CONFIG)."),
+    open_it: bool = typer.Option(False, "--open", help="Open index.html in the default browser."),
+) -> None:
+    """Build the HTML report of CONFIG's grid (also of one still running or partly failed):
+    index.html, figures/, results.parquet, curves.parquet, stats.json. Reads MLflow only."""
+    from orchestrator.report.build import build_report, default_report_dir
+
+    config = _load(config_path)
+    plan = _plan(config, writing=False)
+    tracker = _tracker(config, create=False)  # read-only: creates no store, no experiment
+    folder = build_report(config, tracker, plan, out or default_report_dir(config, config_path.parent))
+    _said_report(folder)
+    if open_it:
+        import webbrowser
+
+        webbrowser.open((folder / "index.html").resolve().as_uri())
+
+
+def _report_after_run(config_path: Path, config, plan, tracker) -> None:
+    """The report at the end of ``albench run``; a failure to build it is said, not fatal."""
+    from orchestrator.report.build import build_report, default_report_dir
+
+    try:
+        _said_report(build_report(config, tracker, plan, default_report_dir(config, config_path.parent)))
+    except Exception as exc:  # noqa: BLE001 - the grid's results are recorded; the report is extra
+        log = _internal_error_log(exc)
+        reporter.warn(f"warning: the report could not be built ({type(exc).__name__}: {exc}); the results "
+                      f"are in MLflow, `albench report {config_path}` retries; traceback in {log}")
+
+
+def _said_report(folder: Path) -> None:
+    reporter.say(f"report: {(folder / 'index.html').resolve()} (figures, results.parquet, curves.parquet, "
+                 "stats.json beside it)")
 
 
 @app.command()

@@ -59,18 +59,21 @@ def gain_over_random(trials: pd.DataFrame, metric: str = "auc_accuracy", *, rand
     """``metric`` of each strategy minus random's, paired by (problem, initial pool, seed)."""
     done = trials[trials["status"] == "FINISHED"] if "status" in trials else trials
     keys = [*PROBLEM, "initial_pool", "seed"]
-    base = done[done["strategy"] == random].set_index(keys)[metric]
+    cell = [*PROBLEM, "strategy"]
+    base = done.loc[done["strategy"] == random, [*keys, metric]]
     rows, messages = [], []
     if base.empty:
         return Gains(pd.DataFrame(columns=[*PROBLEM, "strategy", "gain", "ci_low", "ci_high", "seeds"]),
                      [f"no finished {random!r} trials: gains over random cannot be computed"])
-    for (dataset, embedder, strategy), group in done[done["strategy"] != random].groupby([*PROBLEM, "strategy"]):
-        g = group.set_index(keys)[metric]
-        paired = g.index.intersection(base.index)
-        if len(paired) == 0:
+    others = done.loc[done["strategy"] != random, [*keys, "strategy", metric]]
+    paired = others.merge(base, on=keys, suffixes=("", "__random"))  # one merge, not one lookup per cell
+    paired["diff"] = paired[metric] - paired[f"{metric}__random"]
+    groups = {key: group["diff"].to_numpy() for key, group in paired.groupby(cell)}
+    for dataset, embedder, strategy in others[cell].drop_duplicates().sort_values(cell).itertuples(index=False):
+        diff = groups.get((dataset, embedder, strategy))
+        if diff is None:
             messages.append(f"{dataset}/{embedder}/{strategy}: no {random!r} run with the same seed")
             continue
-        diff = (g.loc[paired] - base.loc[paired]).to_numpy()
         if len(diff) == 1:
             messages.append(f"{dataset}/{embedder}/{strategy}: one seed, no confidence interval")
         lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
@@ -159,10 +162,13 @@ def spearman_ci(x, y, *, n_boot: int = 2000, seed: int = 0) -> dict:
                 "message": f"Spearman's rho needs >= 3 distinct points (have {len(x)})"}
     rho = float(sps.spearmanr(x, y).statistic)
     rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(n_boot):
-        i = rng.integers(0, len(x), len(x))
-        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
-            boots.append(sps.spearmanr(x[i], y[i]).statistic)
+    index = rng.integers(0, len(x), size=(n_boot, len(x)))
+    bx, by = x[index], y[index]
+    usable = (np.ptp(bx, axis=1) > 0) & (np.ptp(by, axis=1) > 0)  # a resample of one value has no rho
+    rx = sps.rankdata(bx[usable], axis=1)  # Spearman's rho: Pearson's r of the ranks, all resamples at once
+    ry = sps.rankdata(by[usable], axis=1)
+    rx -= rx.mean(axis=1, keepdims=True)
+    ry -= ry.mean(axis=1, keepdims=True)
+    boots = (rx * ry).sum(axis=1) / np.sqrt((rx * rx).sum(axis=1) * (ry * ry).sum(axis=1))
     lo, hi = np.quantile(boots, [0.025, 0.975])
     return {"rho": rho, "ci": [float(lo), float(hi)], "n": len(x), "message": None}

@@ -1,0 +1,120 @@
+"""1. Learning curves per (dataset, embedder): mean test accuracy over seeds with a 95 % band,
+one line per strategy, random dashed; interactive in the page, a static grid in figures/."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from orchestrator.report.data import RANDOM
+from orchestrator.report.page import Section, esc, notes, plotly_div, table, words
+
+ORDER = 1
+TITLE = "1. Learning curves"
+METRIC = "accuracy"
+
+
+def mean_band(curves: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+    """Per step: mean over seeds, and the 95 % t-interval of the mean (None with one seed)."""
+    grouped = curves.groupby("step")[metric]
+    out = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
+    half = [sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 and np.isfinite(sd) else np.nan
+            for sd, n in zip(out["sd"], out["n"])]
+    out["low"] = (out["mean"] - np.asarray(half)).clip(lower=0.0)  # accuracy lies in [0, 1]
+    out["high"] = (out["mean"] + np.asarray(half)).clip(upper=1.0)
+    return out.reset_index()
+
+
+def build(context) -> Section:
+    import plotly.graph_objects as go
+    from matplotlib.figure import Figure
+
+    data, colors = context.data, context.colors
+    main = data.main()
+    if main.empty:
+        return Section("curves", TITLE, notes(["no complete cell to draw yet"]), {"curves": []})
+    curves = data.curves[data.curves["trial_key"].isin(set(main["trial_key"]))]
+    problems = [(d, e) for d in data.datasets for e in data.embedders
+                if ((curves["dataset"] == d) & (curves["embedder"] == e)).any()]
+    divs, finals, stats_out, messages = [], [], [], []
+    cols = min(3, len(problems))
+    rows = math.ceil(len(problems) / cols)
+    static = Figure(figsize=(4.2 * cols, 3.0 * rows + 0.6))
+    axes = static.subplots(rows, cols, squeeze=False)
+    for index, (dataset, embedder) in enumerate(problems):
+        sub = curves[(curves["dataset"] == dataset) & (curves["embedder"] == embedder)]
+        figure = go.Figure()
+        ax = axes[index // cols][index % cols]
+        for strategy in data.strategies:
+            part = sub[sub["strategy"] == strategy]
+            if part.empty:
+                continue
+            band = mean_band(part)
+            color = colors.get(strategy, "#000000")
+            dash = "dash" if strategy == RANDOM else "solid"
+            x = band["step"].tolist()
+            if band["low"].notna().all():
+                figure.add_trace(go.Scatter(
+                    x=x + x[::-1], y=band["high"].tolist() + band["low"].tolist()[::-1], fill="toself", mode="lines",
+                    fillcolor=_rgba(color, 0.15), line={"width": 0}, hoverinfo="skip", showlegend=False,
+                    legendgroup=strategy, name=f"{strategy} 95% band"))
+                ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.15, linewidth=0)
+            figure.add_trace(go.Scatter(
+                x=x, y=band["mean"].tolist(), mode="lines+markers", name=strategy, legendgroup=strategy,
+                line={"color": color, "dash": dash, "width": 2}, marker={"size": 4},
+                hovertemplate=f"{esc(strategy)}<br>%{{x}} labelled<br>accuracy %{{y:.4f}}<extra></extra>"))
+            ax.plot(x, band["mean"], color=color, linestyle="--" if strategy == RANDOM else "-",
+                    linewidth=1.5, label=strategy)
+            finals.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
+                           "final_accuracy": float(band["mean"].iloc[-1]), "seeds": int(band["n"].iloc[-1])})
+            stats_out.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
+                              "steps": x, "mean": band["mean"].tolist(), "low": band["low"].tolist(),
+                              "high": band["high"].tolist(), "n": band["n"].tolist()})
+        figure.update_layout(title={"text": f"{esc(dataset)} / {esc(embedder)}", "font": {"size": 13}},
+                             xaxis_title="labelled examples", yaxis_title="test accuracy", height=340,
+                             margin={"l": 50, "r": 10, "t": 40, "b": 40}, template="plotly_white",
+                             legend={"font": {"size": 10}})
+        divs.append(plotly_div(figure))
+        ax.set_title(f"{dataset} / {embedder}", fontsize=9)
+        ax.set_xlabel("labelled examples", fontsize=8)
+        ax.set_ylabel("test accuracy", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        left = data.incomplete()
+        left = left[(left["dataset"] == dataset) & (left["embedder"] == embedder)
+                    & (left["initial_pool"] == data.main_pool)]
+        for _, cell in left.iterrows():
+            messages.append(f"{dataset} / {embedder}: {cell['strategy']} not drawn (incomplete: "
+                            f"{cell['finished']} of {cell['expected']} seeds finished)")
+    for index in range(len(problems), rows * cols):
+        axes[index // cols][index % cols].set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    static.legend(handles, labels, loc="lower center", ncol=min(6, len(labels)), fontsize=8, frameon=False)
+    static.tight_layout(rect=(0, 0.05 if rows > 1 else 0.1, 1, 1))
+    one_seed = len(data.seeds) == 1
+    if one_seed:
+        messages.append("one seed: the curves have no confidence band")
+    final_table = pd.DataFrame(finals)
+    if not final_table.empty:
+        final_table = final_table.pivot_table(index=["dataset", "embedder"], columns="strategy",
+                                              values="final_accuracy").reset_index()
+        final_table.columns.name = None
+    body = (words(
+        f"Mean test accuracy over the {len(data.seeds)} seeds against the number of labelled examples, "
+        f"from the initial pool <b>{esc(data.main_pool)}</b>; the band is the 95 % t-interval of the "
+        "mean over seeds (clipped to [0, 1]; with few seeds it is wide, as it should be). Random is dashed. Hover for values; click a strategy in a legend to hide it.")
+        + notes(messages) + '<div class="grid">' + "".join(divs) + "</div>"
+        + context.figures.save(static, "learning_curves", "Learning curves, mean over seeds with 95 % band")
+        + table(final_table, caption="final accuracy (mean over seeds)"))
+    return Section("curves", TITLE, body, {"metric": METRIC, "band": "95% t-interval of the mean over seeds",
+                                          "initial_pool": data.main_pool, "curves": stats_out,
+                                          "messages": messages})
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

@@ -1,0 +1,149 @@
+"""A real headless Chromium driven over the DevTools protocol: open a page, record its console
+errors, exceptions and network requests, evaluate expressions in it.
+
+Chromium is Debian's package (``/usr/bin/chromium``, or ``$CHROMIUM``). Tests that need it skip
+with the reason when it is absent, unless ``ALBENCH_REQUIRE_BROWSER=1`` (CI), where they fail.
+The websocket client is aiohttp's (installed with ``ray[default]``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
+         "--disable-extensions", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0")
+
+
+def chromium_path() -> str | None:
+    found = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return found if found and Path(found).exists() else None
+
+
+def require_chromium() -> str:
+    """The Chromium binary; skips the test with the reason when it is absent (fails instead when
+    ``ALBENCH_REQUIRE_BROWSER=1``)."""
+    found = chromium_path()
+    if found is None:
+        reason = ("chromium not found (/usr/bin/chromium or $CHROMIUM); install Debian's chromium package "
+                  "to run the browser checks")
+        if os.environ.get("ALBENCH_REQUIRE_BROWSER") == "1":
+            pytest.fail(reason + " (ALBENCH_REQUIRE_BROWSER=1)")
+        pytest.skip(reason)
+    return found
+
+
+@dataclass
+class PageLoad:
+    url: str
+    requests: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    exceptions: list[str] = field(default_factory=list)
+    values: dict = field(default_factory=dict)
+
+
+def open_page(url: str, expressions: dict[str, str], *, settle: float = 2.0, timeout: float = 90.0) -> PageLoad:
+    """Load ``url`` in a fresh headless Chromium; once loaded (and ``settle`` seconds later),
+    evaluate each of ``expressions`` (name -> JavaScript returning JSON-able data)."""
+    binary = require_chromium()
+    with tempfile.TemporaryDirectory(prefix="albench-chromium-") as profile:
+        process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            port = _devtools_port(Path(profile), process, timeout)
+            return asyncio.run(asyncio.wait_for(_load(port, url, expressions, settle), timeout))
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _devtools_port(profile: Path, process: subprocess.Popen, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    active = profile / "DevToolsActivePort"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"chromium exited with code {process.returncode} before its DevTools port opened")
+        if active.exists():
+            lines = active.read_text().splitlines()
+            if lines and lines[0].strip().isdigit():
+                return int(lines[0])
+        time.sleep(0.1)
+    raise RuntimeError("chromium's DevTools port did not open in time")
+
+
+async def _load(port: int, url: str, expressions: dict[str, str], settle: float) -> PageLoad:
+    import aiohttp
+
+    result = PageLoad(url)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://127.0.0.1:{port}/json/list") as response:
+            targets = await response.json(content_type=None)
+        page = next(t for t in targets if t.get("type") == "page")
+        async with session.ws_connect(page["webSocketDebuggerUrl"], max_msg_size=0) as ws:
+            counter = iter(range(1, 10**9))
+            pending: dict[int, asyncio.Future] = {}
+            loaded = asyncio.Event()
+
+            async def reader():
+                async for message in ws:
+                    data = json.loads(message.data)
+                    if "id" in data and data["id"] in pending:
+                        pending.pop(data["id"]).set_result(data)
+                        continue
+                    _event(result, data, loaded)
+
+            task = asyncio.create_task(reader())
+
+            async def call(method: str, **params):
+                number = next(counter)
+                future = asyncio.get_running_loop().create_future()
+                pending[number] = future
+                await ws.send_str(json.dumps({"id": number, "method": method, "params": params}))
+                answer = await future
+                if "error" in answer:
+                    raise RuntimeError(f"{method}: {answer['error']}")
+                return answer.get("result", {})
+
+            for domain in ("Runtime", "Log", "Network", "Page"):
+                await call(f"{domain}.enable")
+            await call("Page.navigate", url=url)
+            await loaded.wait()
+            await asyncio.sleep(settle)
+            for name, expression in expressions.items():
+                answer = await call("Runtime.evaluate", expression=expression, returnByValue=True)
+                result.values[name] = answer.get("result", {}).get("value")
+            task.cancel()
+    return result
+
+
+def _event(result: PageLoad, data: dict, loaded: asyncio.Event) -> None:
+    method, params = data.get("method"), data.get("params", {})
+    if method == "Network.requestWillBeSent":
+        result.requests.append(params["request"]["url"])
+    elif method == "Network.loadingFailed":
+        result.failed.append(f"{params.get('errorText')}: {params.get('requestId')}")
+    elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+        result.console_errors.append(" ".join(str(a.get("value", a.get("description", ""))) for a in params["args"]))
+    elif method == "Runtime.exceptionThrown":
+        details = params.get("exceptionDetails", {})
+        result.exceptions.append(details.get("exception", {}).get("description") or details.get("text", ""))
+    elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+        entry = params["entry"]
+        result.console_errors.append(f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}")
+    elif method == "Page.loadEventFired":
+        loaded.set()
