@@ -261,14 +261,15 @@ def report(
     open_it: bool = typer.Option(False, "--open", help="Open index.html in the default browser."),
 ) -> None:
     """Build the HTML report of CONFIG's grid (also of one still running or partly failed):
-    index.html, figures/, results.parquet, curves.parquet, stats.json. Reads MLflow only."""
+    index.html, figures/, results.parquet, curves.parquet, stats.json. Reads MLflow; writes only
+    the experiment's report run (its artifacts: the report), and only when the experiment exists."""
     from orchestrator.report.build import build_report, default_report_dir
 
     config = _load(config_path)
     plan = _plan(config, writing=False)
     tracker = _tracker(config, create=False)  # read-only: creates no store, no experiment
     folder = build_report(config, tracker, plan, out or default_report_dir(config, config_path.parent))
-    _said_report(folder)
+    _said_report(folder, config, tracker)
     if open_it:
         import webbrowser
 
@@ -280,16 +281,24 @@ def _report_after_run(config_path: Path, config, plan, tracker) -> None:
     from orchestrator.report.build import build_report, default_report_dir
 
     try:
-        _said_report(build_report(config, tracker, plan, default_report_dir(config, config_path.parent)))
+        folder = build_report(config, tracker, plan, default_report_dir(config, config_path.parent))
+        _said_report(folder, config, tracker)
     except Exception as exc:  # noqa: BLE001 - the grid's results are recorded; the report is extra
         log = _internal_error_log(exc)
         reporter.warn(f"warning: the report could not be built ({type(exc).__name__}: {exc}); the results "
                       f"are in MLflow, `albench report {config_path}` retries; traceback in {log}")
 
 
-def _said_report(folder: Path) -> None:
+def _said_report(folder: Path, config, tracker) -> None:
+    """Say where the report is, and log it to the experiment's report run (the MLflow UI links
+    to it) when the experiment exists."""
+    from orchestrator.report.publish import publish_report
+
     reporter.say(f"report: {(folder / 'index.html').resolve()} (figures, results.parquet, curves.parquet, "
                  "stats.json beside it)")
+    if getattr(tracker, "experiment_id", None) is not None:
+        run_id = publish_report(config, tracker, folder)
+        reporter.say(f"report logged to MLflow: run {run_id} (named 'report') of {config.experiment_name!r}")
 
 
 @app.command()

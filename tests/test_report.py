@@ -160,6 +160,12 @@ def test_cli_report_and_run_builds_it(grid, tmp_path):
     result = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "index.html").is_file() and "index.html" in result.output
+    assert "report logged to MLflow" in result.output
+    tracker = grid[2]  # the report run holds the report, and is no trial
+    runs = tracker.client.search_runs([tracker.experiment_id], "tags.`albench.kind` = 'report'")
+    assert len(runs) == 1
+    assert "index.html" in {f.path for f in tracker.client.list_artifacts(runs[0].info.run_id)}
+    assert runs[0].info.run_id not in {r.run_id for r in tracker.all_trial_runs()}
     result = CliRunner().invoke(app, ["run", str(path), "--no-report"])  # every trial done: nothing runs
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "reports").exists()
