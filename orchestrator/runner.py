@@ -53,6 +53,9 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     summary = RunSummary()
     reporter.grid(config.name, len(plan.trials), len(plan.jobs))
     existing = tracker.trial_runs(with_params=False)
+    for key in checkpoints.trial_keys():  # a driver killed between a trial's end and this removal
+        if key in existing and existing[key].status == "FINISHED":
+            checkpoints.remove(key)
     todo, summary.skipped = select_trials(plan.trials, existing, force=force, rerun_failed=rerun_failed)
     if force:  # every forced trial gets a new run
         for trial in todo:

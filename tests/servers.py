@@ -300,3 +300,129 @@ def s3(tmp_path_factory) -> Iterator[S3Server]:
     """One moto S3 server per test session (tests keep apart by bucket: ``s3.bucket()``)."""
     with s3_server(tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+# ------------------------------------------------------------ a proxy that can hold responses
+
+
+@dataclass
+class Exchange:
+    """One request that went through a ``HoldingProxy``: method, path, JSON body (or None)."""
+
+    method: str
+    path: str
+    body: dict | None
+
+
+class HoldingProxy:
+    """An HTTP/1.1 forwarding proxy on 127.0.0.1 in front of a real server (``upstream``).
+
+    Every request is forwarded, so the server applies it. The answers of the requests that
+    ``hold``'s predicate accepts (it sees every request, in arrival order) are held back
+    (``held``): the client waits on writes the server has recorded and never learns so, the
+    moment a client killed with writes in flight leaves behind. Other requests are answered as
+    usual. ``release`` drops the held answers (their connections are closed unanswered).
+    """
+
+    HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
+                            "proxy-connection", "content-length"})
+
+    def __init__(self, upstream: str) -> None:
+        import http.client
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        proxy = self
+        hop = self.HOP_BY_HOP
+        self.held: list[Exchange] = []
+        self._predicate: Callable[[Exchange], bool] | None = None
+        self._released = threading.Event()
+        self._lock = threading.Lock()
+
+        class Forward(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive towards the client, as MLflow's expects
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
+                exchange = Exchange(self.command, self.path, body)
+                with proxy._lock:
+                    hold = proxy._predicate is not None and proxy._predicate(exchange)
+                # one upstream connection per request: a kept-alive one may be closed by the
+                # server between requests, and a request must never be sent twice
+                connection = http.client.HTTPConnection(target.hostname, target.port, timeout=120)
+                try:
+                    headers = {k: v for k, v in self.headers.items() if k.lower() not in hop}
+                    connection.request(self.command, self.path, body=raw, headers=headers)
+                    answer = connection.getresponse()
+                    payload = answer.read()
+                finally:
+                    connection.close()
+                if hold:
+                    with proxy._lock:
+                        proxy.held.append(exchange)
+                    proxy._released.wait()
+                    self.close_connection = True  # dropped: the client never hears back
+                    return
+                self.send_response(answer.status, answer.reason)
+                for key, value in answer.getheaders():
+                    if key.lower() not in hop:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _forward
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+            block_on_close = False
+
+            def handle_error(self, request, client_address) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that went away
+                    super().handle_error(request, client_address)
+
+        self._server = Server((HOST, 0), Forward)
+        self.uri = f"http://{HOST}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="holding-proxy",
+                                        daemon=True)
+        self._thread.start()
+
+    def hold(self, predicate: Callable[[Exchange], bool]) -> None:
+        """Hold the answers of the requests ``predicate`` accepts (called under a lock)."""
+        with self._lock:
+            self._predicate = predicate
+
+    def held_now(self) -> list[Exchange]:
+        with self._lock:
+            return list(self.held)
+
+    def release(self) -> None:
+        """Drop the held answers; answer everything from now on."""
+        with self._lock:
+            self._predicate = None
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@contextlib.contextmanager
+def holding_proxy(upstream: str) -> Iterator[HoldingProxy]:
+    proxy = HoldingProxy(upstream)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -161,6 +161,58 @@ def test_dropped_rows_are_counted_per_split_in_validate_and_run(grid, tmp_path):
     assert not (tmp_path / "mlflow.db").exists()  # validate runs nothing, creates nothing
 
 
+@pytest.fixture
+def gateway_whose_mlflow_is_down():
+    """A real HTTP server on 127.0.0.1 answering 503 to everything, as a reverse proxy does when
+    the MLflow server behind it is down (MLflow's client would retry each call for minutes)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Unavailable(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("down", ["nothing-listens", "gateway-answers-503"])
+def test_an_mlflow_server_that_is_down_is_refused_before_any_work(grid, tmp_path, request, down):
+    """validate, run and status: exit 2 with tracking.uri and the fix, no embedding, no lock
+    taken, no run recorded anywhere, no checkpoint written."""
+    config, workdir = grid
+    if down == "nothing-listens":
+        uri, said = f"http://127.0.0.1:{_free_port()}", "tracking.uri: no MLflow server answers at"
+    else:
+        uri = request.getfixturevalue("gateway_whose_mlflow_is_down")
+        said = f"tracking.uri: the MLflow server at {uri} answers 503"
+    broken = copy.deepcopy(config)
+    broken["tracking"] = {"uri": uri}
+    broken["store"] = {"path": str(tmp_path / "store"), "checkpoints": str(tmp_path / "checkpoints")}
+    path = write_config(tmp_path / "down.yaml", broken)
+    before = snapshot(workdir)
+    for command in ("validate", "run", "status"):
+        result = CliRunner().invoke(app, [command, str(path)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, (command, result.output, result.exception)
+        assert text.startswith("error:") and "Traceback" not in result.output, text
+        assert said in text and "fix: start it" in text, (command, text)
+    assert not (tmp_path / "store").exists() and not (tmp_path / "checkpoints").exists()
+    assert snapshot(workdir) == before
+
+
 def test_status_creates_no_store_and_no_experiment(grid, tmp_path):
     config, workdir = grid
     fresh = dict(copy.deepcopy(config), tracking={"uri": f"sqlite:///{tmp_path / 'new.db'}"})

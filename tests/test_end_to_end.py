@@ -1,9 +1,11 @@
-"""A tiny grid on a real local Ray with a real SQLite MLflow store and real Parquet files."""
+"""A tiny grid on a real local Ray with real Parquet files, recorded in a real SQLite MLflow
+store and (the same tests) through a real ``mlflow server`` with PostgreSQL behind it."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -22,10 +24,20 @@ def _curves(plan, tracker):
     return {t.trial_key: tracker.curve(runs[t.trial_key].run_id) for t in plan.trials}
 
 
+@pytest.fixture(scope="module", params=["sqlite-file", "server-on-postgresql"])
+def tracking_uri(request) -> str | None:
+    """Where the grid records: None (the config's own SQLite file), or a real server's URI."""
+    if request.param == "sqlite-file":
+        return None
+    return request.getfixturevalue("mlflow_server_postgres").uri
+
+
 @pytest.fixture(scope="module")
-def finished_grid(ray_session, corpus, tmp_path_factory):
+def finished_grid(ray_session, corpus, tmp_path_factory, tracking_uri):
     workdir = tmp_path_factory.mktemp("grid")
     config = tiny_config(corpus, workdir, resources={"max_concurrency": 2})
+    if tracking_uri is not None:  # a shared server: an experiment of its own
+        config.update(name=f"tiny-{uuid.uuid4().hex[:8]}", tracking={"uri": tracking_uri})
     plan, tracker, summary, output = _run(config)
     return config, plan, tracker, summary, output
 
@@ -61,9 +73,16 @@ def test_learning_curves_are_informative(finished_grid):
 
 
 def test_second_run_skips_everything(finished_grid):
+    from orchestrator.checkpoints import CheckpointStore
+    from workers.trajectory import Checkpoint
+
     config, plan, tracker, _, _ = finished_grid
+    checkpoints = CheckpointStore(config["store"]["checkpoints"])
+    left = plan.trials[0].trial_key  # what a driver killed between a trial's end and its removal leaves
+    checkpoints.save(left, Checkpoint(1, [0, 1], {}))
     _, _, summary, output = _run(config)
     assert summary.skipped == len(plan.trials) and summary.finished == 0
+    assert checkpoints.trial_keys() == []
     assert "embedding" not in output and "found, skipped" not in output  # store not even read
     assert len(tracker.trial_runs()) == len(plan.trials)
 
@@ -79,9 +98,10 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
     # bench/compare_runs.py, the before/after check of refactorings, says so too
     from bench import compare_runs
 
-    assert compare_runs.main(tracker.uri, tracker_one.uri, "tiny") == 0
-    first = compare_runs.read(tracker.uri, "tiny")
-    assert compare_runs.compare(first, compare_runs.read(tracker_one.uri, "tiny")) == []
+    name = config["name"]
+    assert compare_runs.main(tracker.uri, tracker_one.uri, name) == 0
+    first = compare_runs.read(tracker.uri, name)
+    assert compare_runs.compare(first, compare_runs.read(tracker_one.uri, name)) == []
     key, dropped = sorted(first)[:2]
     run, curves = first[key]
     changed = dict(first, **{key: (run, {**curves, "accuracy": curves["accuracy"][:-1]})})
@@ -91,23 +111,17 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
     assert problems[1].startswith(f"{key}: accuracy curves differ"), problems
 
 
-def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid, monkeypatch):
+def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid):
+    from collections import Counter
+
     from orchestrator.results import CURVE_METRICS, read_results
 
     _, plan, tracker, _, _ = finished_grid
-    store = tracker.store
-    calls = {"per_run": 0, "bulk": 0}
-    for name, counter in (("get_metric_history", "per_run"), ("get_metric_history_bulk", "bulk")):
-        real = getattr(store, name)
-
-        def counted(*args, _real=real, _counter=counter, **kwargs):
-            calls[_counter] += 1
-            return _real(*args, **kwargs)
-
-        monkeypatch.setattr(store, name, counted)
+    before = Counter(tracker.client.counts)
     results = read_results(tracker, plan.trials)
-    assert calls == {"per_run": 0, "bulk": len(CURVE_METRICS)}  # not one call per trial
-    monkeypatch.undo()
+    calls = tracker.client.counts - before
+    # one bulk query (SQL) or request (server) per metric, not one call per trial
+    assert calls["get_metric_history_bulk"] == len(CURVE_METRICS) and not calls["get_metric_history"], calls
     trials = results.trials.set_index("trial_key")
     assert list(trials.index) == [t.trial_key for t in plan.trials]
     assert set(trials["status"]) == {"FINISHED"}
@@ -122,6 +136,19 @@ def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid, mo
         for metric in CURVE_METRICS:
             expected = tracker.curve(runs[trial.trial_key].run_id, metric)
             assert list(zip(points["step"], points[metric], strict=True)) == expected, metric
+
+
+def test_status_shows_every_trial_done(finished_grid, tmp_path):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    config, plan, _, _, _ = finished_grid
+    result = CliRunner().invoke(app, ["status", str(write_config(tmp_path / "c.yaml", config))])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert f"{len(plan.trials)} trials: 8 done, 0 failed, 0 running, 0 pending (no albench run is active)" in text
+    assert "interrupted" not in text and "failed" not in text.rsplit("pending", 1)[1], text
 
 
 def test_adding_a_seed_runs_only_the_new_trials(finished_grid):
@@ -145,7 +172,9 @@ def _cli(*args, cwd):
     ],
     ids=["unknown-strategy", "unknown-dataset", "unknown-model", "budget-too-large"],
 )
-def test_bad_input_exits_non_zero_and_damages_nothing(finished_grid, tmp_path, mutation, message):
+def test_bad_input_exits_non_zero_and_damages_nothing(finished_grid, tracking_uri, tmp_path, mutation, message):
+    if tracking_uri is not None:
+        pytest.skip("config errors are refused before the tracking store is opened: one backend is enough")
     config, _plan, tracker, _, _ = finished_grid
     bad = {**config, "datasets": [dict(d, source=dict(d["source"])) for d in config["datasets"]],
            "strategies": list(config["strategies"]), "embedders": list(config["embedders"]),

@@ -21,18 +21,22 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from orchestrator.checkpoints import CheckpointStore
 from orchestrator.config import parse_config
 from orchestrator.grid import prepare_plan
 from orchestrator.tracking import TRIAL_KEY_TAG, open_tracker
 from orchestrator.trial_log import CYCLE_METRICS
 from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config
 from tests.ray_cluster import cmdline, descendants, kill_tree, ray_cluster
+from tests.servers import Exchange, HoldingProxy, holding_proxy, http_answers, wait_until
 from workers.embedding import embed_into_store
 from workers.store import EmbeddingStore
 
@@ -178,31 +182,121 @@ def reference(ray_session, pool, store, template, tmp_path_factory) -> dict:
     return curves(plan, tracker)
 
 
-# -------------------------------------------------------------------------------------- tests
+@dataclass
+class Backend:
+    """Where a kill test's driver records: an SQLite file, or a real ``mlflow server`` (SQLite or
+    PostgreSQL behind it) reached through a ``HoldingProxy``."""
+
+    name: str
+    uri: str  # what the config says (the proxy, for a server)
+    direct: str  # where the test reads (the server itself)
+    experiment: str
+    proxy: HoldingProxy | None = None
+
+    def trials(self) -> dict[str, tuple[str, int]]:
+        """trial key -> (status, labelled rows of its last recorded cycle), once the driver is gone."""
+        if self.proxy is None:
+            return db_trials(Path(self.uri.removeprefix("sqlite:///")), writers_gone=True)
+        wait_until(lambda: http_answers(f"{self.direct}/health"), "the mlflow server", timeout=120)
+        tracker = open_tracker(self.direct, self.experiment, create=False)
+        return {run.trial_key: (run.status, max((s for s, _ in tracker.curve(run.run_id)), default=0))
+                for run in tracker.all_trial_runs(with_params=False)}
 
 
-def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, store, template,
-                                                              tmp_path):
-    fresh_db(template, tmp_path)
-    config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store))
-    db = tmp_path / "mlflow.db"
+@pytest.fixture(params=["sqlite-file", "server-on-sqlite", "server-on-postgresql"])
+def backend(request, template, tmp_path):
+    experiment = f"kill-{uuid.uuid4().hex[:8]}"
+    if request.param == "sqlite-file":
+        fresh_db(template, tmp_path)
+        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+        yield Backend(request.param, uri, uri, experiment)
+        return
+    fixture = "mlflow_server_sqlite" if request.param == "server-on-sqlite" else "mlflow_server_postgres"
+    server = request.getfixturevalue(fixture)
+    with holding_proxy(server.uri) as proxy:
+        yield Backend(request.param, proxy.uri, server.uri, experiment, proxy)
+
+
+def _mid_trajectory_points(exchange: Exchange) -> list[int]:
+    """Steps of accuracy points in a log-batch that does not end its trial (no summary), else []."""
+    if not exchange.path.endswith("/runs/log-batch"):
+        return []
+    metrics = (exchange.body or {}).get("metrics", [])
+    if any(m["key"] == "auc_accuracy" for m in metrics):
+        return []
+    return [int(m["step"]) for m in metrics if m["key"] == "accuracy"]
+
+
+def _creates_a_trial_run(exchange: Exchange) -> bool:
+    return exchange.path.endswith("/runs/create") and any(
+        t["key"] == TRIAL_KEY_TAG for t in (exchange.body or {}).get("tags", []))
+
+
+def hold_writes_in_flight(proxy: HoldingProxy, process: subprocess.Popen, log: Path) -> list[Exchange]:
+    """Two writes the server applies and never answers, while the other trials go on: the
+    creation of the third trial run (2 actors: a trial has ended), whose id the driver never
+    learns, then a running trial's next points, which its checkpoint never covers. Returns once
+    both are held and a trial's end has been answered."""
+    state = {"ends": 0, "creates": 0, "points": False}
+
+    def hold(exchange: Exchange) -> bool:
+        if exchange.path.endswith("/runs/update") and (exchange.body or {}).get("status") == "FINISHED":
+            state["ends"] += 1  # the first is the (dataset, embedder) parent run's, at the start
+        elif _creates_a_trial_run(exchange):
+            state["creates"] += 1
+            return state["creates"] == 3
+        elif state["creates"] >= 3 and not state["points"] and _mid_trajectory_points(exchange):
+            state["points"] = True
+            return True
+        return False
+
+    proxy.hold(hold)
+    wait_for(lambda: len(proxy.held_now()) == 2 and state["ends"] >= 2, 240, process, log)
+    return proxy.held_now()
+
+
+def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, store, backend, tmp_path):
+    """SIGKILL of the driver with writes in flight, then the same command again: every trial
+    ends once, no point lost or doubled, the curves of a clean run. On a server the driver is
+    killed while the server has applied writes it never answered (a new run's creation, a
+    running trial's points): the resumed driver must adopt that run and skip those points."""
+    tracking = {"uri": backend.uri, "experiment": backend.experiment}
+    config = write_config(tmp_path / "cfg.yaml", long_config(pool, tmp_path, store, tracking=tracking))
     log = tmp_path / "killed.log"
     process = driver(config, log)
+    held: list[Exchange] = []
     try:
-        # some trials finished, others caught mid-trajectory (some of their cycles logged)
-        wait_for(lambda: statuses(db)["FINISHED"] >= 1 and mid_trajectory(tmp_path), 180, process, log)
+        if backend.proxy is None:  # some trials finished, others caught mid-trajectory
+            db = tmp_path / "mlflow.db"
+            wait_for(lambda: statuses(db)["FINISHED"] >= 1 and mid_trajectory(tmp_path), 180, process, log)
+        else:
+            held = hold_writes_in_flight(backend.proxy, process, log)
     finally:
         kill_tree(process)  # the driver and its whole local Ray cluster, at once
-    before = db_trials(db, writers_gone=True)
+        if backend.proxy is not None:
+            backend.proxy.release()
+    before = backend.trials()
     caught = [k for k, (status, step) in before.items() if status == "RUNNING" and 0 < step < FINAL_STEP]
     assert Counter(s for s, _ in before.values())["FINISHED"] >= 1 and caught, before
+    checkpoints = CheckpointStore(tmp_path / "checkpoints")
+    if backend.proxy is not None:
+        create, points = held
+        assert _creates_a_trial_run(create) and _mid_trajectory_points(points), held
+        server = open_tracker(backend.direct, backend.experiment, create=False)
+        orphan = next(t["value"] for t in create.body["tags"] if t["key"] == TRIAL_KEY_TAG)
+        assert [r.status for r in server.all_trial_runs(orphan)] == ["RUNNING"]  # a run nobody knows
+        run = server.client.get_run(points.body["run_id"])  # recorded, beyond its checkpoint
+        saved = checkpoints.load(run.data.tags[TRIAL_KEY_TAG])
+        covered = len(saved.labelled_order) if saved is not None else 0
+        last = max(_mid_trajectory_points(points))
+        assert covered < last <= max(s for s, _ in server.curve(run.info.run_id))
 
     code, output = cli_here("run", str(config))  # the same command (in this process: faster)
     assert code == 0, output
     continued = re.search(r"(\d+) continued an interrupted or failed run", output)
     assert continued and int(continued.group(1)) >= len(caught), output
-    plan = prepare_plan(parse_config(long_config(pool, tmp_path, store)))
-    tracker = open_tracker(f"sqlite:///{db}", "tiny")
+    plan = prepare_plan(parse_config(long_config(pool, tmp_path, store, tracking=tracking)))
+    tracker = open_tracker(backend.direct, backend.experiment)
     assert_done_once(plan, tracker, reference)
     assert not list((tmp_path / "checkpoints").glob("*.json"))  # finished trials leave none
 

@@ -23,7 +23,8 @@ from orchestrator.tracking.base import TrackingURIError
 
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 """What MLflow 3 can track to (``file:`` needs MLFLOW_ALLOW_FILE_STORE and is not offered)."""
-SERVER_TIMEOUT_SECONDS = 5.0
+SERVER_TIMEOUT_SECONDS = 15.0
+"""A refused connection fails at once; this only bounds a server that takes it and says nothing."""
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -73,10 +74,27 @@ def _check_server(uri: str) -> None:
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_SECONDS):
             return
-    except urllib.error.HTTPError:
-        return  # something answers (a proxy that guards /health, an older server): let MLflow speak
+    except urllib.error.HTTPError as exc:
+        if exc.code < 500:
+            return  # something answers (a proxy that guards /health, an older server): let MLflow speak
+        # a gateway whose MLflow is down (or a server that cannot reach its database): MLflow
+        # would retry every call for minutes before it said anything
+        raise TrackingURIError(
+            f"tracking.uri: the MLflow server at {uri} answers {exc.code} {exc.reason} on /health "
+            "(it, or the database behind it, is down); fix: start it (mlflow server "
+            "--backend-store-uri ... --host 127.0.0.1), check its log, or correct the URI") from None
+    except TimeoutError:
+        raise TrackingURIError(
+            f"tracking.uri: the MLflow server at {uri} took a connection but did not answer /health "
+            f"within {SERVER_TIMEOUT_SECONDS:.0f} s (hung, or far too busy); fix: check its log and "
+            "restart it, or give it more workers (mlflow server --workers N)") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            raise TrackingURIError(
+                f"tracking.uri: no MLflow server answered at {uri} within {SERVER_TIMEOUT_SECONDS:.0f} s; "
+                "fix: start it (mlflow server --backend-store-uri ... --host 127.0.0.1), check that "
+                "the host is reachable, or correct the URI") from None
         raise TrackingURIError(
             f"tracking.uri: no MLflow server answers at {uri} ({reason}); fix: start it "
             "(mlflow server --backend-store-uri ... --host 127.0.0.1) or correct the URI") from None
