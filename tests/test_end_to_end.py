@@ -151,6 +151,28 @@ def test_status_shows_every_trial_done(finished_grid, tmp_path):
     assert "interrupted" not in text and "failed" not in text.rsplit("pending", 1)[1], text
 
 
+def test_the_report_reads_every_trial_and_curve(finished_grid, tmp_path):
+    """``albench report`` on the same grid, whichever backend holds it: every trial, every point."""
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    config, plan, tracker, _, _ = finished_grid
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["report", str(write_config(tmp_path / "c.yaml", config)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    results = pd.read_parquet(out / "results.parquet").set_index("trial_key")
+    runs = tracker.trial_runs()
+    assert sorted(results.index) == sorted(t.trial_key for t in plan.trials)
+    assert set(results["status"]) == {"FINISHED"}
+    for trial in plan.trials:
+        assert results.loc[trial.trial_key, "auc_accuracy"] == runs[trial.trial_key].metrics["auc_accuracy"]
+    curves = pd.read_parquet(out / "curves.parquet")
+    assert len(curves) == len(plan.trials) * (config["protocol"]["cycles"] + 1)
+    assert (out / "index.html").stat().st_size > 10_000
+
+
 def test_adding_a_seed_runs_only_the_new_trials(finished_grid):
     config, plan, _tracker, _, _ = finished_grid
     _, _, summary, _ = _run(dict(config, seeds=[0, 1, 2]))
