@@ -219,12 +219,17 @@ def run(
 def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
     """Done / failed / running / pending trials per dataset and embedder, from MLflow."""
     from orchestrator.checkpoints import CheckpointStore
+    from orchestrator.preflight import store_problems
     from orchestrator.report import grid_status
     from workers.store import EmbeddingStore
 
     config = _load(config_path)
     plan = _plan(config, writing=False)
     tracker = _tracker(config, create=False)  # a read-only command creates no store, no experiment
+    if problems := store_problems(config, writing=False):  # an object store it cannot read
+        for problem in problems:
+            reporter.error(problem)
+        raise typer.Exit(EXIT_CONFIG)
     checkpoints = CheckpointStore(config.store.checkpoints)
     cycles = {}
     for key in checkpoints.trial_keys():

@@ -85,10 +85,11 @@ def _missing_bucket(field: str, uri: str, bucket: str) -> str:
             f"`aws s3 mb s3://{bucket}`) or name an existing bucket in {field}")
 
 
-def object_store_problem(field: str, uri: str) -> str | None:
+def object_store_problem(field: str, uri: str, writing: bool = True) -> str | None:
     """Why ``uri`` cannot hold the store (unknown scheme, endpoint unreachable, credentials
     refused, no such bucket, not writable), or None. A real write tells: a probe object is
-    written and deleted (nothing else is created)."""
+    written and deleted (nothing else is created). ``writing=False`` (read-only commands) lists
+    the location instead of writing to it."""
     try:
         root = ObjectPath(uri)
     except (ValueError, OSError) as exc:
@@ -110,19 +111,23 @@ def object_store_problem(field: str, uri: str) -> str | None:
 
             if root.filesystem.get_file_info(bucket).type == FileType.NotFound:
                 return _missing_bucket(field, uri, bucket)
-        probe = root / f".albench-probe-{uuid.uuid4().hex}"
-        probe.write_whole(b"albench preflight: may this store be written?")
-        probe.unlink(missing_ok=True)
+        if writing:
+            probe = root / f".albench-probe-{uuid.uuid4().hex}"
+            probe.write_whole(b"albench preflight: may this store be written?")
+            probe.unlink(missing_ok=True)
+        else:
+            root.filesystem.get_file_info(root.path)
     except OSError as exc:
         return _object_store_problem(field, uri, exc, bucket)
     return None
 
 
-def location_problem(field: str, where: Path | str) -> str | None:
-    """Why a ``store`` location (a local folder or an object-store URI) cannot be written."""
+def location_problem(field: str, where: Path | str, writing: bool = True) -> str | None:
+    """Why a ``store`` location (a local folder or an object-store URI) cannot be written (or,
+    with ``writing=False``, read: a local folder that does not exist yet reads as empty)."""
     if is_remote(where):
-        return object_store_problem(field, str(where))
-    return folder_problem(field, Path(where))
+        return object_store_problem(field, str(where), writing)
+    return folder_problem(field, Path(where)) if writing else None
 
 
 def tracking_problem(config: ExperimentConfig) -> str | None:
@@ -142,16 +147,22 @@ def problems(config: ExperimentConfig) -> list[str]:
     """Refusals about where results go (the tracking store, the store locations: folders or
     object stores; one unreachable endpoint is probed once, not once per field) and about the
     cluster (a Ray Client address; results inside a Ray job's temporary working directory)."""
-    found = [*cluster.problems(config), tracking_problem(config),
-             location_problem("store.path", config.store.path)]
-    path, checkpoints = str(config.store.path), str(config.store.checkpoints)
-    if (found[-1] is not None and is_remote(path) and is_remote(checkpoints)
-            and path.split("://")[0] == checkpoints.split("://")[0]
-            and "cannot reach the object store" in found[-1]):
-        found.append(found[-1].replace("store.path", "store.checkpoints", 1).replace(path, checkpoints))
-    else:
-        found.append(location_problem("store.checkpoints", config.store.checkpoints))
+    found = [*cluster.problems(config), tracking_problem(config), *store_problems(config)]
     return [p for p in found if p is not None]
+
+
+def store_problems(config: ExperimentConfig, writing: bool = True) -> list[str]:
+    """Why ``store.path`` or ``store.checkpoints`` cannot be written (or read, for read-only
+    commands); an object store that cannot be reached for the first is not probed again."""
+    first = location_problem("store.path", config.store.path, writing)
+    path, checkpoints = str(config.store.path), str(config.store.checkpoints)
+    if (first is not None and is_remote(path) and is_remote(checkpoints)
+            and path.split("://")[0] == checkpoints.split("://")[0]
+            and "cannot reach the object store" in first):
+        second = first.replace("store.path", "store.checkpoints", 1).replace(path, checkpoints)
+    else:
+        second = location_problem("store.checkpoints", config.store.checkpoints, writing)
+    return [p for p in (first, second) if p is not None]
 
 
 def duplicate_problems(config: ExperimentConfig, datasets: dict[str, TextDataset],
