@@ -59,7 +59,7 @@ def test_the_band_is_students_t_interval_of_the_mean():
     curves[0].append((99, 0.1))  # a step only one curve has is left out
     steps, mean, low, high = mean_band(curves)
     assert list(steps) == [10, 20, 30, 40]
-    expected = stats.t.interval(0.95, 4, loc=values.mean(axis=0), scale=stats.sem(values, axis=0))
+    expected = np.clip(stats.t.interval(0.95, 4, loc=values.mean(axis=0), scale=stats.sem(values, axis=0)), 0, 1)
     np.testing.assert_allclose(mean, values.mean(axis=0))
     np.testing.assert_allclose(low, expected[0])
     np.testing.assert_allclose(high, expected[1])

@@ -3,7 +3,7 @@
 While a grid runs, the parent run of every cell carries ``curves.png``: test accuracy against
 the number of labelled rows, one line per strategy (and initial pool, when the cell has
 several), the mean over the finished seeds with a 95 % band (Student's t interval of the
-mean), random dashed. The driver hands each finished trial's curve over (it holds it already:
+mean, clipped to [0, 1]; drawn by ``curve_band``), random dashed. The driver hands each finished trial's curve over (it holds it already:
 nothing is read back per trial); one background thread renders a cell at most once every
 ``REFRESH_SECONDS`` and every cell still out of date once more at the end of the session, so
 the driver's loop never renders or uploads. Trials finished in earlier sessions are read once
@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestrator.report.curve_band import LEVEL, draw, t_band
 from orchestrator.tracking import Tracker, TrialRun
 from workers.specs import TrialSpec
 
@@ -37,19 +38,18 @@ Cell = tuple[str, str]
 """(dataset, embedder)."""
 
 
-def mean_band(curves: list[list[tuple[int, float]]], level: float = 0.95):
+def mean_band(curves: list[list[tuple[int, float]]], level: float = LEVEL):
     """(steps, mean, low, high) over ``curves`` on the steps every curve has; the band is the
-    t interval of the mean (no band from a single curve: low = high = mean)."""
-    from scipy.special import stdtrit  # Student's t quantile (scipy.stats costs 3x the import)
-
+    t interval of the mean clipped to [0, 1] (``curve_band.t_band``; no band from a single
+    curve: low = high = mean)."""
     common = sorted(set.intersection(*({s for s, _ in c} for c in curves))) if curves else []
     points = [dict(c) for c in curves]
     values = np.array([[p[s] for s in common] for p in points], dtype=np.float64).reshape(len(curves), -1)
     mean = values.mean(axis=0) if len(curves) else np.array([])
     if len(curves) < 2:
         return np.array(common), mean, mean, mean
-    half = stdtrit(len(curves) - 1, 0.5 + level / 2) * values.std(axis=0, ddof=1) / np.sqrt(len(curves))
-    return np.array(common), mean, mean - half, mean + half
+    low, high = t_band(mean, values.std(axis=0, ddof=1), np.full(len(common), len(curves)), level)
+    return np.array(common), mean, low, high
 
 
 def line_label(strategy: str, pool: str, pools: int) -> str:
@@ -71,9 +71,8 @@ def render(path: Path, title: str, lines: dict[tuple[str, str], list[list[tuple[
         steps, mean, low, high = mean_band(lines[(strategy, pool)])
         color = colors.setdefault(strategy, f"C{len(colors) % 10}")
         style = "--" if strategy == RANDOM else ("-", ":", "-.")[index % 3 if pools > 1 else 0]
-        axes.plot(steps, mean, style, color=color, lw=1.6,
-                  label=f"{line_label(strategy, pool, pools)} (n={len(lines[(strategy, pool)])})")
-        axes.fill_between(steps, low, high, color=color, alpha=0.15, lw=0)
+        draw(axes, steps, mean, low, high, color=color, linestyle=style, linewidth=1.6,
+             label=f"{line_label(strategy, pool, pools)} (n={len(lines[(strategy, pool)])})")
     axes.set_xlabel("labelled examples")
     axes.set_ylabel(f"test {METRIC}")
     axes.set_title(title, fontsize=10)

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
+from orchestrator.report.curve_band import ALPHA, draw, t_band
 from orchestrator.report.data import RANDOM
 from orchestrator.report.page import Section, esc, notes, plotly_div, table, words
 
@@ -21,10 +20,7 @@ def mean_band(curves: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
     """Per step: mean over seeds, and the 95 % t-interval of the mean (None with one seed)."""
     grouped = curves.groupby("step")[metric]
     out = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
-    half = [sps.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 and np.isfinite(sd) else np.nan
-            for sd, n in zip(out["sd"], out["n"])]
-    out["low"] = (out["mean"] - np.asarray(half)).clip(lower=0.0)  # accuracy lies in [0, 1]
-    out["high"] = (out["mean"] + np.asarray(half)).clip(upper=1.0)
+    out["low"], out["high"] = t_band(out["mean"], out["sd"], out["n"])  # clipped to [0, 1]
     return out.reset_index()
 
 
@@ -59,15 +55,14 @@ def build(context) -> Section:
             if band["low"].notna().all():
                 figure.add_trace(go.Scatter(
                     x=x + x[::-1], y=band["high"].tolist() + band["low"].tolist()[::-1], fill="toself", mode="lines",
-                    fillcolor=_rgba(color, 0.15), line={"width": 0}, hoverinfo="skip", showlegend=False,
+                    fillcolor=_rgba(color, ALPHA), line={"width": 0}, hoverinfo="skip", showlegend=False,
                     legendgroup=strategy, name=f"{strategy} 95% band"))
-                ax.fill_between(x, band["low"], band["high"], color=color, alpha=0.15, linewidth=0)
             figure.add_trace(go.Scatter(
                 x=x, y=band["mean"].tolist(), mode="lines+markers", name=strategy, legendgroup=strategy,
                 line={"color": color, "dash": dash, "width": 2}, marker={"size": 4},
                 hovertemplate=f"{esc(strategy)}<br>%{{x}} labelled<br>accuracy %{{y:.4f}}<extra></extra>"))
-            ax.plot(x, band["mean"], color=color, linestyle="--" if strategy == RANDOM else "-",
-                    linewidth=1.5, label=strategy)
+            draw(ax, x, band["mean"], band["low"], band["high"], color=color,
+                 linestyle="--" if strategy == RANDOM else "-", label=strategy)
             finals.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
                            "final_accuracy": float(band["mean"].iloc[-1]), "seeds": int(band["n"].iloc[-1])})
             stats_out.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
