@@ -303,6 +303,23 @@ def test_unreachable_endpoint_is_refused_before_any_work(s3_env, corpus, tmp_pat
     assert objects(s3_env, bucket) == [] and not (tmp_path / "embeddings").exists()
 
 
+def test_status_with_an_unreachable_endpoint_is_a_clear_error(s3_env, corpus, tmp_path, monkeypatch):
+    """``albench status`` (read-only) names the setting and the fix, writes nothing, no traceback."""
+    bucket = s3_env.bucket()
+    from tests.servers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", dead)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", dead)
+    path = write_config(tmp_path / "broken.yaml", _s3_config(corpus, tmp_path, bucket))
+    result = CliRunner().invoke(app, ["status", str(path)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "Traceback" not in result.output, (result.output, result.exception)
+    for field in ("store.path", "store.checkpoints"):
+        assert f"{field}: cannot reach the object store of s3://{bucket}/" in text, text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.yaml"]
+
+
 def test_missing_bucket_is_refused_before_any_work(s3_env, corpus, tmp_path):
     text = _bad_run(_s3_config(corpus, tmp_path, "no-such-bucket"), tmp_path)
     assert ("store.path: bucket 'no-such-bucket' of s3://no-such-bucket/embeddings does not exist at "
