@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.servers import mlflow_server_postgres, mlflow_server_sqlite, postgres, s3  # noqa: F401 (session fixtures)
+from tests.servers import mlflow_server_postgres, postgres, s3  # noqa: F401 (session fixtures)
 
 TOPICS = {
     "sport": "match goal team player score coach league season win stadium",

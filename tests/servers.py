@@ -288,14 +288,6 @@ def mlflow_server_postgres(postgres, tmp_path_factory) -> Iterator[MlflowServer]
 
 
 @pytest.fixture(scope="session")
-def mlflow_server_sqlite(tmp_path_factory) -> Iterator[MlflowServer]:
-    """One ``mlflow server`` on an SQLite file per test session."""
-    root = tmp_path_factory.mktemp("mlflow-sqlite")
-    with mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
 def s3(tmp_path_factory) -> Iterator[S3Server]:
     """One moto S3 server per test session (tests keep apart by bucket: ``s3.bucket()``)."""
     with s3_server(tmp_path_factory.mktemp("moto")) as server:

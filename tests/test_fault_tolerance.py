@@ -184,8 +184,8 @@ def reference(ray_session, pool, store, template, tmp_path_factory) -> dict:
 
 @dataclass
 class Backend:
-    """Where a kill test's driver records: an SQLite file, or a real ``mlflow server`` (SQLite or
-    PostgreSQL behind it) reached through a ``HoldingProxy``."""
+    """Where a kill test's driver records: an SQLite file, or a real ``mlflow server``
+    (PostgreSQL behind it) reached through a ``HoldingProxy``."""
 
     name: str
     uri: str  # what the config says (the proxy, for a server)
@@ -203,7 +203,7 @@ class Backend:
                 for run in tracker.all_trial_runs(with_params=False)}
 
 
-@pytest.fixture(params=["sqlite-file", "server-on-sqlite", "server-on-postgresql"])
+@pytest.fixture(params=["sqlite-file", "server-on-postgresql"])
 def backend(request, template, tmp_path):
     experiment = f"kill-{uuid.uuid4().hex[:8]}"
     if request.param == "sqlite-file":
@@ -211,8 +211,7 @@ def backend(request, template, tmp_path):
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         yield Backend(request.param, uri, uri, experiment)
         return
-    fixture = "mlflow_server_sqlite" if request.param == "server-on-sqlite" else "mlflow_server_postgres"
-    server = request.getfixturevalue(fixture)
+    server = request.getfixturevalue("mlflow_server_postgres")  # the server path; SQLite behind one adds nothing
     with holding_proxy(server.uri) as proxy:
         yield Backend(request.param, proxy.uri, server.uri, experiment, proxy)
 

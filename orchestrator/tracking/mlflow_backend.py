@@ -37,6 +37,7 @@ from orchestrator.tracking.base import (
     TrialRun,
     best_runs,
 )
+from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
@@ -53,8 +54,6 @@ SEARCH_PAGE = 5000
 WRITER_THREADS = 8
 """Concurrent writers against an MLflow server (each a connection; the server orders nothing)."""
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
-CURVE_RUNS_PER_QUERY = 500
-"""Runs per bulk metric-history query (SQL stores): well inside SQLite's variable limit."""
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 """The experiment's kind as MLflow 3's UI reads it: "Machine learning" (runs, metrics), not
@@ -69,10 +68,6 @@ def experiment_url(ui: str, experiment_id: str) -> str:
     """The MLflow UI's page of an experiment's training runs: ``ui`` is its base address
     (http://127.0.0.1:5000); ``workflowType=machine_learning`` is the UI's switch for that view."""
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-SERVER_BULK_HISTORY = "/ajax-api/2.0/mlflow/metrics/get-history-bulk"
-SERVER_RUNS_PER_QUERY = 100
-SERVER_POINTS_PER_QUERY = 25000
-"""The server's limits on that endpoint: 100 run ids, 25,000 points per request."""
 
 
 class _LockRetryingClient:
@@ -210,61 +205,12 @@ class MlflowTracker:
         return sorted((m.step, m.value) for m in history)
 
     def curves(self, run_ids: list[str], metrics: Iterable[str]) -> dict[str, dict[str, Curve]]:
-        """run id -> metric -> points. SQL stores answer one query per metric and 500 runs, a
-        server one request per metric and 100 runs; other stores one call per run and metric."""
-        metrics = list(metrics)
-        result: dict[str, dict[str, Curve]] = {run_id: {m: [] for m in metrics} for run_id in run_ids}
-        if not run_ids:
-            return result
-        bulk = getattr(self.store, "get_metric_history_bulk", None)
-        if bulk is None and hasattr(self.store, "get_host_creds"):  # a server: its bulk endpoint
-            self._server_curves(run_ids, metrics, result)
-        elif bulk is None:
-            for run_id in run_ids:
-                for metric in metrics:
-                    result[run_id][metric] = self.curve(run_id, metric)
-            return result
-        else:
-            bulk = self.client.retrying(bulk)
-            for start in range(0, len(run_ids), CURVE_RUNS_PER_QUERY):
-                chunk = run_ids[start : start + CURVE_RUNS_PER_QUERY]
-                for metric in metrics:
-                    for row in bulk(chunk, metric, max_results=2**62):
-                        result[row.run_id][metric].append((row.step, row.value))
-        for per_metric in result.values():
-            for points in per_metric.values():
-                points.sort()
-        return result
-
-    def _server_curves(self, run_ids: list[str], metrics: list[str], result: dict) -> None:
-        """Curves from an MLflow server's bulk history endpoint (the one its UI charts use):
-        one request per metric and ``SERVER_RUNS_PER_QUERY`` runs, not one per run and metric.
-        The server returns at most ``SERVER_POINTS_PER_QUERY`` points a request: a full answer
-        may be cut short, so its runs are asked again in halves (one run alone: page by page)."""
-        from mlflow.utils.rest_utils import http_request, verify_rest_response
-
-        def ask(chunk: list[str], metric: str) -> None:
-            with self._counting_call("get_metric_history_bulk"):
-                response = http_request(self.store.get_host_creds(), SERVER_BULK_HISTORY, "GET",
-                                        params={"run_id": chunk, "metric_key": metric,
-                                                "max_results": SERVER_POINTS_PER_QUERY})
-            verify_rest_response(response, SERVER_BULK_HISTORY)
-            rows = response.json().get("metrics", [])
-            if len(rows) < SERVER_POINTS_PER_QUERY:
-                for row in rows:
-                    result[row["run_id"]][metric].append((int(row.get("step", 0)), float(row["value"])))
-            elif len(chunk) > 1:
-                ask(chunk[: len(chunk) // 2], metric)
-                ask(chunk[len(chunk) // 2 :], metric)
-            else:
-                result[chunk[0]][metric] = self.curve(chunk[0], metric)
-
-        for start in range(0, len(run_ids), SERVER_RUNS_PER_QUERY):
-            for metric in metrics:
-                ask(run_ids[start : start + SERVER_RUNS_PER_QUERY], metric)
+        """run id -> metric -> points, read in bulk (``mlflow_curves``)."""
+        return read_curves(self, run_ids, list(metrics))
 
     @contextlib.contextmanager
-    def _counting_call(self, name: str):
+    def counting_call(self, name: str):
+        """Count a call made around the client (``calls`` reports every call to MLflow)."""
         with self.client._counting:
             self.client.counts[name] += 1
         yield
