@@ -157,7 +157,8 @@ def _node_ports() -> list[str]:
 
 @contextlib.contextmanager
 def ray_cluster(workers: int = 1, *, head_cpus: int = 1, worker_cpus: int = 1, token: bool = True,
-                dashboard: bool = True, env: dict[str, str] | None = None) -> Iterator[RayCluster]:
+                dashboard: bool = True, env: dict[str, str] | None = None,
+                drop_env: tuple[str, ...] = ()) -> Iterator[RayCluster]:
     """A head node and ``workers`` worker nodes on 127.0.0.1, each in a folder of its own (also
     its working directory), up once every node is registered; stopped on exit.
 
@@ -165,11 +166,12 @@ def ray_cluster(workers: int = 1, *, head_cpus: int = 1, worker_cpus: int = 1, t
     ``RAY_AUTH_MODE=disabled``.
     ``dashboard``: the jobs API (``ray job submit``) on a free port. ``env``: added to every node's
     environment (this checkout comes first on ``PYTHONPATH`` and its interpreter's folder first on
-    ``PATH``, so drivers and workers run the code under test).
+    ``PATH``, so drivers and workers run the code under test); ``drop_env``: prefixes of variables
+    the nodes must not inherit (``AWS_``: nodes with no store credentials of their own).
     """
     root = Path(tempfile.mkdtemp(prefix="albench-cl-", dir="/tmp"))  # unix socket paths: <108 bytes
     base = {k: v for k, v in os.environ.items()
-            if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+            if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH") and not k.startswith(drop_env)}
     base.update({
         "RAY_USAGE_STATS_ENABLED": "0",
         "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),

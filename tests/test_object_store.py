@@ -8,12 +8,9 @@ import contextlib
 import copy
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from orchestrator.config import parse_config
 from orchestrator.embedding_stage import embedding_stage, read_entry
 from orchestrator.grid import prepare_plan
 from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config
+from tests.ray_cluster import ray_cluster
 from tests.servers import S3_REGION, s3_server
 from workers.fs import ObjectPath, location, write_whole
 from workers.store import EmbeddingStore, StoreCorruptionError
@@ -388,74 +386,29 @@ def test_wrong_credentials_are_refused_before_any_work(s3_checking_keys, corpus,
 # ------------------------------------------------------- two nodes, no shared folder
 
 
-@contextlib.contextmanager
-def two_node_cluster(root: Path, env: dict) -> Iterator[str]:
-    """A head and a worker node on this machine (``ray start --block``, 1 CPU each, token
-    authentication on, each in a folder of its own, free ports): yields the head's address.
-    Each node runs in a process group of its own, and only those groups are stopped."""
-    from tests.servers import HOST, free_port, stop_group, venv_bin, wait_until
-
-    processes = []
-    port = free_port()
-    temp = Path(tempfile.mkdtemp(prefix="alb-ray-", dir="/tmp"))  # short: Unix socket paths
-
-    def start(name: str, *args: str) -> None:
-        folder = root / name
-        folder.mkdir(parents=True)
-        ports = [f"--{flag}={free_port()}" for flag in (
-            "node-manager-port", "object-manager-port", "metrics-export-port",
-            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port")]
-        log = open(folder / "ray.log", "ab")  # noqa: SIM115 (kept open for the process)
-        processes.append(subprocess.Popen(
-            [venv_bin("ray"), "start", "--block", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
-             f"--node-ip-address={HOST}", *ports, *args], cwd=folder, env=env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
-
-    def nodes() -> int:
-        status = subprocess.run([venv_bin("ray"), "status", f"--address={HOST}:{port}"], env=env,
-                                capture_output=True, text=True, timeout=60, check=False)
-        return status.stdout.count("node_")
-
-    try:
-        start("head", "--head", f"--port={port}", "--include-dashboard=false",
-              f"--ray-client-server-port={free_port()}", f"--temp-dir={temp / 'head'}")
-        wait_until(lambda: nodes() >= 1, "Ray head", processes[0], root / "head" / "ray.log")
-        start("worker", f"--address={HOST}:{port}", f"--temp-dir={temp / 'worker'}")
-        wait_until(lambda: nodes() >= 2, "Ray worker node", processes[1], root / "worker" / "ray.log")
-        yield f"{HOST}:{port}"
-    finally:
-        for process in reversed(processes):
-            stop_group(process, grace=20)
-        shutil.rmtree(temp, ignore_errors=True)
-
-
 def test_two_node_cluster_with_the_store_on_s3(ray_session, s3, corpus, tmp_path):
     """A grid driven from a third folder onto a two-node cluster whose nodes share no folder and
     have no store credentials of their own: the store lands on S3, MLflow in SQLite at an
     absolute path, and the curves are those of the same grid run locally."""
-    import uuid
 
     bucket = s3.bucket()
-    ray_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "RAY_ADDRESS"))}
-    ray_env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=uuid.uuid4().hex + uuid.uuid4().hex,
-                   RAY_USAGE_STATS_ENABLED="0", RAY_raylet_start_wait_time_s="180")  # loaded machines
     driver = tmp_path / "driver"
     driver.mkdir()
     config = tiny_config(corpus, driver, embedders=TFIDF, resources={"cpus_per_embedding": 1},
                          store={"path": f"s3://{bucket}/embeddings", "checkpoints": f"s3://{bucket}/ckpt"})
     path = write_config(driver / "grid.yaml", config)
-    with two_node_cluster(tmp_path / "cluster", ray_env) as address:
+    with ray_cluster(workers=1, dashboard=False, drop_env=("AWS_",)) as cluster:
         command = [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(path)]
-        done = subprocess.run(command, cwd=driver, env={**ray_env, **s3.env, "RAY_ADDRESS": address,
-                                                        "PYTHONPATH": str(REPO)},
+        done = subprocess.run(command, cwd=driver, env=cluster.client_env(**s3.env),
                               capture_output=True, text=True, timeout=400, check=False)
         assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        nodes = {name: {p.name for p in (cluster.root / name).rglob("*")} for name in cluster.nodes}
     assert "finished 4, failed 0" in " ".join(done.stdout.split()), done.stdout
     # the driver's folder holds the config and what MLflow and the report write, never the store
     assert sorted(p.name for p in driver.iterdir()
                   if "mlflow.db" not in p.name and p.name not in ("mlruns", "reports")) == ["grid.yaml"]
-    for node in ("head", "worker"):  # neither node holds the store or the checkpoints
-        names = {p.name for p in (tmp_path / "cluster" / node).rglob("*")}
+    assert sorted(nodes) == ["head", "worker0"]
+    for node, names in nodes.items():  # neither node's folder holds the store or the checkpoints
         assert not names & {"manifest.json", "embeddings", "ckpt"}, node
     assert any(k.endswith("manifest.json") for k in objects(s3, bucket))
 
