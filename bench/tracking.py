@@ -6,7 +6,9 @@
      checkpoints, progress, the parent runs' figures) with its one writer thread; then again
      without the parent runs' figures, to show what they cost;
   3. albench against a real ``mlflow server`` on 127.0.0.1 (SQLite behind it; PostgreSQL behind
-     it with ``--postgres``), with the writer pool.
+     it with ``--postgres``), with the writer pool;
+  4. the server's ceiling: the same server fed by a minimal client (``requests``, 3 REST calls a
+     trial: create, one batch, end; 8 threads, no albench, no Ray), what any driver could get.
 For each: trials/s, its ratio to the baseline, the driver's CPU ms per trial (the driver process,
 writer threads included; the server's own CPU is apart) and the MLflow calls per trial (a bulk
 transaction counts one). Usage: ``python bench/tracking.py [--trials 2000] [--postgres]``.
@@ -118,6 +120,44 @@ def albench(config, figures: bool = True) -> tuple[float, float, int, int]:
     return seconds, cpu, tracker.calls - calls, summary.finished
 
 
+def server_ceiling(uri: str, trials: int, threads: int = 8) -> tuple[float, float, int, int]:
+    """(seconds, client CPU seconds, calls, trials) of ``trials`` minimal trials against ``uri``:
+    the floor of what recording a trial costs the server, with nothing of albench around it."""
+    import json
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+
+    local = threading.local()
+
+    def post(path: str, body: dict) -> dict:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        answer = local.session.post(f"{uri}/api/2.0/mlflow/{path}", data=json.dumps(body),
+                                    headers={"Content-Type": "application/json"}, timeout=60)
+        answer.raise_for_status()
+        return answer.json()
+
+    experiment = post("experiments/create", {"name": f"ceiling-{time.time_ns()}"})["experiment_id"]
+
+    def trial(index: int) -> None:
+        now = int(time.time() * 1000)
+        run = post("runs/create", {"experiment_id": experiment, "start_time": now,
+                                   "tags": [{"key": "albench.trial_key", "value": f"t{index}"}]})
+        run_id = run["run"]["info"]["run_id"]
+        points = [{"key": m, "value": 0.5, "timestamp": now, "step": 6 * (c + 1)}
+                  for m in ("accuracy", "macro_f1") for c in range(4)]
+        post("runs/log-batch", {"run_id": run_id, "metrics": points,
+                                "params": [{"key": f"param{j}", "value": "v"} for j in range(20)]})
+        post("runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": now})
+
+    began, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(trial, range(trials)))
+    return time.perf_counter() - began, time.process_time() - cpu, 3 * trials, trials
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=2000)
@@ -156,6 +196,8 @@ def main() -> None:
             with mlflow_server(backend, folder / f"server-{kind}", extra_args=("--workers", "2")) as server:
                 config = config_for(folder, source, args.trials, server.uri, f"server-{kind}")
                 rows.append((f"albench, mlflow server ({kind} behind it)", *albench(config)))
+                rows.append((f"  the server alone, minimal client ({kind})",
+                             *server_ceiling(server.uri, max(n // 4, 100))))
 
     print(f"{n} trials of {first.protocol.n_cycles} cycles, {actors} trajectory actors, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")

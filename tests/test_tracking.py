@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import os
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,25 @@ def tiny_config_for_schema() -> dict:
     from pathlib import Path
 
     return tiny_config(Path("train.parquet"), Path("work"))
+
+
+
+def _probe(code: str, **env: str) -> str:
+    import subprocess
+    import sys
+
+    ci = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "BUILDKITE", "TF_BUILD")
+    environment = {k: v for k, v in os.environ.items()  # MLflow itself stays quiet under pytest and CI
+                   if not k.startswith("MLFLOW_") and k not in (*ci, "DO_NOT_TRACK")}
+    done = subprocess.run([sys.executable, "-c", code], env={**environment, **env}, capture_output=True,
+                          text=True, check=True, cwd=Path(__file__).resolve().parents[1])
+    return done.stdout.split()[-1]
+
+
+def test_mlflow_telemetry_is_off_unless_the_user_turns_it_on():
+    """MLflow 3 starts a telemetry client when imported; through albench it is not started, and a
+    user's own ``MLFLOW_DISABLE_TELEMETRY`` wins (not imported here: it would reach out)."""
+    assert _probe("import orchestrator.tracking.mlflow_backend, mlflow.telemetry.client as c;"
+                  "print(c._MLFLOW_TELEMETRY_CLIENT is None and c.is_telemetry_disabled())") == "True"
+    assert _probe("import os, orchestrator.tracking; print(os.environ['MLFLOW_DISABLE_TELEMETRY'])",
+                  MLFLOW_DISABLE_TELEMETRY="false") == "false"

@@ -9,7 +9,16 @@ without importing them, and only the chosen one is imported, when ``open_tracker
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+
+# Set before any backend imports MLflow (MLflow starts its telemetry client when imported):
+# MLflow prints two "View run" lines per ended run against a server, thousands of lines in the
+# driver's terminal (and its CPU) for a grid, where albench prints where the runs are once; and
+# MLflow 3 sends usage telemetry by default, where albench sends nothing anywhere a user did not
+# name (Ray's usage stats are off for the same reason). Either variable set in the environment wins.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from orchestrator.tracking.base import (
     ERROR_TAG,

@@ -11,7 +11,6 @@ artifact store through MLflow's artifact API, never through the run tables.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections import Counter
@@ -41,10 +40,6 @@ from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
-
-# MLflow prints two "View run" lines per ended run against a server: thousands of lines in the
-# driver's terminal (and its CPU) for a grid; albench prints where the runs are once, itself.
-os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 PARENT_TAG = "mlflow.parentRunId"
 METRICS_PER_BATCH = 1000
