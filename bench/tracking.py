@@ -120,9 +120,19 @@ def albench(config, figures: bool = True) -> tuple[float, float, int, int]:
     return seconds, cpu, tracker.calls - calls, summary.finished
 
 
-def server_ceiling(uri: str, trials: int, threads: int = 8) -> tuple[float, float, int, int]:
-    """(seconds, client CPU seconds, calls, trials) of ``trials`` minimal trials against ``uri``:
-    the floor of what recording a trial costs the server, with nothing of albench around it."""
+def server_ceiling(uri: str, plan, trials: int, threads: int = 8) -> tuple[float, float, int, int]:
+    """(seconds, client CPU seconds, calls, trials) of ``trials`` minimal trials against ``uri``
+    carrying what an albench trial of ``plan`` carries (its params, its tags, every cycle metric
+    and the summaries): the floor of what recording a trial costs the server, with nothing of
+    albench around it."""
+    from orchestrator.tracking.base import trial_params
+    from orchestrator.trial_log import CYCLE_METRICS
+
+    params = [{"key": k, "value": v} for k, v in trial_params(plan.trials[0]).items()]
+    tags = [{"key": f"tag{j}", "value": "v"} for j in range(8)]  # key, parent, name, keys, node
+    steps = [6 * (c + 1) for c in range(plan.trials[0].protocol.n_cycles + 1)]
+    summaries = ("auc_accuracy", "auc_macro_f1", "final_accuracy", "final_macro_f1",
+                 "total_query_seconds", "single_class_cycles")
     import json
     import threading
     from concurrent.futures import ThreadPoolExecutor
@@ -144,12 +154,12 @@ def server_ceiling(uri: str, trials: int, threads: int = 8) -> tuple[float, floa
     def trial(index: int) -> None:
         now = int(time.time() * 1000)
         run = post("runs/create", {"experiment_id": experiment, "start_time": now,
-                                   "tags": [{"key": "albench.trial_key", "value": f"t{index}"}]})
+                                   "tags": [{"key": "albench.trial_key", "value": f"t{index}"}, *tags]})
         run_id = run["run"]["info"]["run_id"]
-        points = [{"key": m, "value": 0.5, "timestamp": now, "step": 6 * (c + 1)}
-                  for m in ("accuracy", "macro_f1") for c in range(4)]
-        post("runs/log-batch", {"run_id": run_id, "metrics": points,
-                                "params": [{"key": f"param{j}", "value": "v"} for j in range(20)]})
+        points = [{"key": m, "value": 0.5, "timestamp": now, "step": step}
+                  for m in CYCLE_METRICS for step in steps]
+        points += [{"key": m, "value": 0.5, "timestamp": now, "step": 0} for m in summaries]
+        post("runs/log-batch", {"run_id": run_id, "metrics": points, "params": params})
         post("runs/update", {"run_id": run_id, "status": "FINISHED", "end_time": now})
 
     began, cpu = time.perf_counter(), time.process_time()
@@ -197,7 +207,7 @@ def main() -> None:
                 config = config_for(folder, source, args.trials, server.uri, f"server-{kind}")
                 rows.append((f"albench, mlflow server ({kind} behind it)", *albench(config)))
                 rows.append((f"  the server alone, minimal client ({kind})",
-                             *server_ceiling(server.uri, max(n // 4, 100))))
+                             *server_ceiling(server.uri, plan, max(n // 4, 100))))
 
     print(f"{n} trials of {first.protocol.n_cycles} cycles, {actors} trajectory actors, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
