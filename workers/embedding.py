@@ -71,6 +71,7 @@ class EmbeddingActor:
         self.device = "unknown"
         self.load_seconds = 0.0
         self.precision = "unknown"
+        self.torch_threads = 0
 
     @property
     def embedder(self):
@@ -79,6 +80,7 @@ class EmbeddingActor:
 
             if self.threads:
                 torch.set_num_threads(self.threads)  # Ray reuses worker processes: set it
+            self.torch_threads = torch.get_num_threads()
             self.device = pick_device()
             began = time.perf_counter()
             embedder = load_embedder(self.spec, self.device)
@@ -96,7 +98,8 @@ class EmbeddingActor:
 
         env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
         return {"device": self.device, "precision": self.precision, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env},
+                "load_seconds": self.load_seconds, "threads": self.torch_threads,
+                "env": {k: os.environ.get(k) for k in env},
                 "packages": pinned_versions(self.spec)}
 
     def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
@@ -166,7 +169,8 @@ class EmbeddingActor:
         return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": total,
                 "written": written, "kept": kept, "seconds": seconds, "device": self.device,
                 "precision": self.precision, "store_key": key, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds, "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+                "load_seconds": self.load_seconds, "threads": self.torch_threads,
+                "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
 
 
 def pinned_versions(spec: EmbedderSpec) -> dict[str, str | None]:
