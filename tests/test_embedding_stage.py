@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -234,3 +235,19 @@ def test_encode_batched_keeps_the_order(tiny):
     embedder = EmbeddingActor(spec, threads=1).embedder
     texts = dataset("o", 80, 1, 6).train_texts
     np.testing.assert_allclose(encode_batched(embedder, texts, 128), embedder.encode(texts), atol=1e-5)
+
+
+@pytest.mark.parametrize("model", ["tiny", "all-MiniLM-L6-v2"])
+def test_tokenized_once_equals_the_model_own_preprocessing(tiny, model):
+    """Texts tokenized once and padded per batch give the vectors SentenceTransformer.encode
+    gives when it tokenizes each batch itself, bit for bit (a text beyond the limit included)."""
+    spec = decoder_spec(tiny) if model == "tiny" else EmbedderSpec(name="m", model=model,
+                                                                  query_prompt="query: ")
+    embedder = EmbeddingActor(spec, threads=1).embedder
+    texts = dataset("t", 70, 1, 7).train_texts + ["a very long text " * 200, ""]
+    tokens = embedder.tokenize(texts)
+    assert tokens.ids is not None  # the once-tokenized path is taken for both models
+    plain = replace(tokens, ids=None)  # the same batches, each tokenized by encode
+    for rows in plan_batches(tokens.lengths, 256, max_rows=embedder.batch_size):
+        assert np.array_equal(embedder.encode_tokens(tokens, rows),
+                              embedder.encode_tokens(plain, rows))

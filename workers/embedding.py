@@ -71,6 +71,7 @@ class EmbeddingActor:
         self.device = "unknown"
         self.load_seconds = 0.0
         self.precision = "unknown"
+        self.torch_threads = 0
 
     @property
     def embedder(self):
@@ -79,6 +80,7 @@ class EmbeddingActor:
 
             if self.threads:
                 torch.set_num_threads(self.threads)  # Ray reuses worker processes: set it
+            self.torch_threads = torch.get_num_threads()
             self.device = pick_device()
             began = time.perf_counter()
             embedder = load_embedder(self.spec, self.device)
@@ -96,7 +98,8 @@ class EmbeddingActor:
 
         env = self.spec.runtime_env.env_vars if self.spec.runtime_env else {}
         return {"device": self.device, "precision": self.precision, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds, "env": {k: os.environ.get(k) for k in env},
+                "load_seconds": self.load_seconds, "threads": self.torch_threads,
+                "env": {k: os.environ.get(k) for k in env},
                 "packages": pinned_versions(self.spec)}
 
     def embed(self, job: EmbeddingJob, dataset: TextDataset, store_root: str,
@@ -133,19 +136,23 @@ class EmbeddingActor:
         total = sum(rows for split, index, _, rows in layout
                     if wanted is None or (split, index) in wanted)
         done = kept = written = 0
+        verified: dict[tuple[str, int], str] = {}
         for split, index, start, rows in layout:
             if wanted is not None and (split, index) not in wanted:
                 continue
             texts, labels = ((dataset.train_texts, dataset.train_labels) if split == "train"
                              else (dataset.test_texts, dataset.test_labels))
-            if store.shard_ok(job.dataset_name, job.embedder.name, key, split, index, rows):
+            checksum = store.shard_checksum(job.dataset_name, job.embedder.name, key, split,
+                                            index, rows)
+            if checksum is not None:
                 kept += rows
             else:
                 vectors = encode_batched(embedder, list(texts[start:start + rows]), token_budget)
-                store.write_shard(job.dataset_name, job.embedder.name, key, split, index, start,
-                                  vectors, np.asarray(labels[start:start + rows]),
-                                  metadata, dtype=job.embedder.store_dtype)
+                checksum = store.write_shard(
+                    job.dataset_name, job.embedder.name, key, split, index, start, vectors,
+                    np.asarray(labels[start:start + rows]), metadata, dtype=job.embedder.store_dtype)
                 written += rows
+            verified[(split, index)] = checksum  # verified now: the manifest does not read it again
             done += rows
             if not quiet:
                 seconds = time.perf_counter() - began
@@ -156,12 +163,14 @@ class EmbeddingActor:
         if manifest:
             counts = {split: [rows for s, _, _, rows in layout if s == split]
                       for split in ("train", "test")}
-            store.write_manifest(job.dataset_name, job.embedder.name, key, counts, metadata)
+            store.write_manifest(job.dataset_name, job.embedder.name, key, counts, metadata,
+                                 verified)
         seconds = time.perf_counter() - began
         return {"dataset": job.dataset_name, "embedder": job.embedder.name, "rows": total,
                 "written": written, "kept": kept, "seconds": seconds, "device": self.device,
                 "precision": self.precision, "store_key": key, "loads": LOADS["count"],
-                "load_seconds": self.load_seconds, "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
+                "load_seconds": self.load_seconds, "threads": self.torch_threads,
+                "texts_per_s": written / seconds if seconds > 0 and written else 0.0}
 
 
 def pinned_versions(spec: EmbedderSpec) -> dict[str, str | None]:
@@ -210,20 +219,6 @@ def _pad_to_multiple(embedder) -> None:
         first.processing_kwargs = {**first.processing_kwargs, "text": text}
 
 
-def token_lengths(embedder, texts: list[str]) -> np.ndarray | None:
-    """Tokens per text (prompt and special tokens included, truncated to the model's limit);
-    None for embedders without a tokenizer."""
-    model = getattr(embedder, "model", None)
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None or not texts:
-        return None
-    prompt = getattr(embedder, "prompt", None) or ""
-    limit = getattr(model, "max_seq_length", None) or 512
-    ids = tokenizer([prompt + t for t in texts], add_special_tokens=True, truncation=True,
-                    max_length=limit)["input_ids"]
-    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
-
-
 def plan_batches(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[np.ndarray]:
     """Row indices of each batch: longest first, each batch's rows x its longest length (rounded
     up to LENGTH_MULTIPLE) within ``token_budget`` (always at least one row)."""
@@ -240,18 +235,15 @@ def plan_batches(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[
 
 def encode_batched(embedder, texts: list[str], token_budget: int = DEFAULT_TOKEN_BUDGET) -> np.ndarray:
     """``embedder.encode(texts)`` in batches of length-sorted texts, each within ``token_budget``
-    padded tokens and ``embedder.batch_size`` rows (same order out)."""
-    lengths = token_lengths(embedder, texts)
-    if lengths is None:
+    padded tokens and ``embedder.batch_size`` rows (same order out). Texts are tokenized once
+    (``embedder.tokenize``): the lengths plan the batches and the ids feed them."""
+    tokenize = getattr(embedder, "tokenize", None)
+    tokens = tokenize(texts) if tokenize is not None else None
+    if tokens is None:
         return embedder.encode(texts)
     out = np.empty((len(texts), embedder.dim), dtype=np.float32)
-    batch_size = embedder.batch_size
-    try:
-        for rows in plan_batches(lengths, token_budget, max_rows=batch_size):
-            embedder.batch_size = len(rows)
-            out[rows] = embedder.encode([texts[i] for i in rows])
-    finally:
-        embedder.batch_size = batch_size
+    for rows in plan_batches(tokens.lengths, token_budget, max_rows=embedder.batch_size):
+        out[rows] = embedder.encode_tokens(tokens, rows)
     return out
 
 

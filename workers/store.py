@@ -156,14 +156,15 @@ class EmbeddingStore:
 
     def write_shard(self, dataset: str, embedder: str, key: str, split: str, index: int,
                     start: int, embeddings: np.ndarray, labels: np.ndarray, metadata: dict,
-                    dtype: str = "float32") -> StorePath:
-        """Write one shard whole and verify it by reading it back."""
+                    dtype: str = "float32") -> str:
+        """Write one shard whole and verify it by reading it back; returns its checksum (for
+        ``write_manifest``'s ``verified``)."""
         path = self.shard_path(dataset, embedder, key, split, index)
         rows = np.arange(start, start + len(embeddings), dtype=np.int64)
         self._write_file(path, embedder, key, split, embeddings, labels, rows,
                          {**metadata, "shard": index}, dtype)
-        self._read_file(path, key)  # raises StoreCorruptionError when it does not verify
-        return path
+        # raises StoreCorruptionError when it does not verify
+        return self._read_file(path, key).metadata["checksum"]
 
     def shard_ok(self, dataset: str, embedder: str, key: str, split: str, index: int,
                  rows: int) -> bool:
@@ -181,18 +182,22 @@ class EmbeddingStore:
         return table.metadata["checksum"] if len(table) == rows else None
 
     def write_manifest(self, dataset: str, embedder: str, key: str, shards: dict[str, list[int]],
-                       metadata: dict) -> StorePath:
+                       metadata: dict, verified: dict[tuple[str, int], str] | None = None) -> StorePath:
         """Make a sharded entry visible: ``shards`` maps each split to its shards' row counts.
 
-        Every shard is verified first; the manifest records each one's row count and checksum
-        (and each split's total), and is written last, whole."""
+        Every shard is verified first (``verified``: the checksums of the ``(split, index)``
+        shards the caller itself verified just before, by ``write_shard`` or ``shard_checksum``,
+        which are not read again); the manifest records each one's row count and checksum (and
+        each split's total), and is written last, whole."""
         if set(shards) != set(SPLITS):
             raise ValueError(f"a manifest lists every split {SPLITS}")
+        verified = verified or {}
         checksums: dict[str, list[str]] = {}
         for split, counts in shards.items():
             checksums[split] = []
             for index, rows in enumerate(counts):
-                checksum = self.shard_checksum(dataset, embedder, key, split, index, rows)
+                checksum = verified.get((split, index)) or self.shard_checksum(
+                    dataset, embedder, key, split, index, rows)
                 if checksum is None:
                     raise StoreCorruptionError(
                         f"{self.shard_path(dataset, embedder, key, split, index)}: missing or "

@@ -4,6 +4,7 @@ a built-in's package folder). It also serves every local folder and hub id (``MO
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +27,24 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Tokens:
+    """Texts tokenized once: their lengths (tokens, prompt and special tokens included) and,
+    where the model's inputs are plain tokenized text, their ids (else None)."""
+
+    texts: list[str]
+    lengths: np.ndarray
+    ids: dict[str, list[list[int]]] | None
+
+
+def _lengths(model, prompt: str | None, texts: list[str]) -> np.ndarray:
+    """Tokens per text (prompt and special tokens included, truncated to the model's limit)."""
+    limit = getattr(model, "max_seq_length", None) or 512
+    ids = model.tokenizer([(prompt or "") + t for t in texts], add_special_tokens=True,
+                          truncation=True, max_length=limit)["input_ids"]
+    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(texts))
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model (hub id, local folder or a built-in package folder)."""
 
@@ -44,6 +63,8 @@ class SentenceTransformerEmbedder:
         self.prompt = prompt
         self.resolved = resolved
         self.precision = "float32"
+        self._fast: bool | None = None  # tokenize once and pad per batch (checked on first use)
+        self._extras: dict = {}  # the non-tensor features the model's preprocessing adds
         dim = model.get_embedding_dimension()
         if dim is None:  # unknown from the modules: measure it
             dim = int(
@@ -53,6 +74,93 @@ class SentenceTransformerEmbedder:
 
     def fit(self, pool_texts: list[str]) -> None:
         return None
+
+    def tokenize(self, texts: list[str]) -> Tokens | None:
+        """Tokenize ``texts`` once (prompt and special tokens included, truncated as the model
+        truncates) for ``encode_tokens``: their lengths plan the batches and, where the model's
+        own preprocessing is plain tokenization, their ids are padded per batch instead of being
+        tokenized again. None when the model has no tokenizer."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None or not texts:
+            return None
+        if self._fast is None:
+            self._fast = self._check_fast_path(texts[:8])
+        if not self._fast:  # tokenized again per batch by SentenceTransformer.encode
+            return Tokens(texts, _lengths(self.model, self.prompt, texts), None)
+        ids = self._tokenize(texts)
+        lengths = np.fromiter((len(x) for x in ids["input_ids"]), dtype=np.int64, count=len(texts))
+        return Tokens(texts, lengths, ids)
+
+    def encode_tokens(self, tokens: Tokens, rows: np.ndarray) -> np.ndarray:
+        """The vectors of ``tokens.texts[rows]`` in one batch: the same as ``encode`` of those
+        texts with ``batch_size=len(rows)``, bit for bit (the same features, in the same order)."""
+        if tokens.ids is None:
+            batch_size = self.batch_size
+            self.batch_size = len(rows)
+            try:
+                return self.encode([tokens.texts[i] for i in rows])
+            finally:
+                self.batch_size = batch_size
+        import torch
+        from sentence_transformers.util import batch_to_device
+
+        # SentenceTransformer.encode orders a batch by characters, longest first: the same here.
+        order = np.argsort([-len(tokens.texts[i]) for i in rows])
+        picked = [int(rows[i]) for i in order]
+        features = self._pad({k: [v[i] for i in picked] for k, v in tokens.ids.items()})
+        self.model.eval()
+        with torch.inference_mode():
+            out = self.model(batch_to_device(features, self.model.device))["sentence_embedding"]
+            if self.model.truncate_dim is not None:
+                out = out[..., :self.model.truncate_dim]
+            if self.normalize:
+                out = torch.nn.functional.normalize(out, p=2, dim=1)
+            out = out.cpu()
+        if out.dtype == torch.bfloat16:
+            out = out.float()
+        emb = np.empty((len(rows), out.shape[1]), dtype=out.numpy().dtype)
+        emb[order] = out.numpy()
+        return finish(emb, self.normalize)
+
+    def _text_kwargs(self) -> dict:
+        first = self.model[0]
+        own = getattr(first, "processing_kwargs", None)
+        text = dict((own or {}).get("text") or {}) if isinstance(own, dict) else {}
+        return {"truncation": "longest_first", **text}
+
+    def _tokenize(self, texts: list[str]) -> dict[str, list[list[int]]]:
+        kwargs = {k: v for k, v in self._text_kwargs().items()
+                  if k not in ("padding", "pad_to_multiple_of", "return_tensors")}
+        prompt = self.prompt or ""
+        return dict(self.model.tokenizer([prompt + t for t in texts], padding=False, **kwargs))
+
+    def _pad(self, ids: dict[str, list[list[int]]]) -> dict:
+        multiple = self._text_kwargs().get("pad_to_multiple_of")
+        features = dict(self.model.tokenizer.pad(ids, padding=True, pad_to_multiple_of=multiple,
+                                                 return_tensors="pt"))
+        return {**features, **self._extras}
+
+    def _check_fast_path(self, sample: list[str]) -> bool:
+        """Whether padding once-tokenized ids gives exactly the features the model's own
+        preprocessing gives (a probe: the first texts and one longer than the model's limit);
+        models with another input path (chat templates, flattened inputs, other modalities)
+        keep ``SentenceTransformer.encode``."""
+        import torch
+
+        limit = getattr(self.model, "max_seq_length", None) or 512
+        probe = list(sample) + ["probe " * min(int(limit) + 8, 4096)]
+        try:
+            if not hasattr(self.model[0], "processing_kwargs"):
+                return False
+            own = self.model.preprocess(probe, prompt=self.prompt)
+            self._extras = {k: v for k, v in own.items() if not isinstance(v, torch.Tensor)}
+            mine = self._pad(self._tokenize(probe))
+        except Exception:  # any surprise: keep the model's own path
+            log.debug("%s: tokenized once is not available", self.resolved, exc_info=True)
+            return False
+        return set(own) == set(mine) and all(
+            torch.equal(v, mine[k]) and v.dtype == mine[k].dtype if isinstance(v, torch.Tensor)
+            else v == mine[k] for k, v in own.items())
 
     def encode(self, texts: list[str]) -> np.ndarray:
         texts = list(texts)
