@@ -75,7 +75,7 @@ def _object_store_problem(field: str, uri: str, exc: BaseException, bucket: str)
                "set the credentials your object store reads from the environment (for gs://: "
                "GOOGLE_APPLICATION_CREDENTIALS) to ones that may read and write it")
         return f"{field}: the object store refused the credentials for {uri}: {text}; fix: {fix}"
-    return (f"{field}: cannot write to {uri}: {text}; fix: check the URI, the endpoint "
+    return (f"{field}: cannot use {uri}: {text}; fix: check the URI, the endpoint "
             "(AWS_ENDPOINT_URL) and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
 
 

@@ -166,11 +166,6 @@ class EmbeddingStore:
         # raises StoreCorruptionError when it does not verify
         return self._read_file(path, key).metadata["checksum"]
 
-    def shard_ok(self, dataset: str, embedder: str, key: str, split: str, index: int,
-                 rows: int) -> bool:
-        """True when the shard exists, verifies and holds ``rows`` rows."""
-        return self.shard_checksum(dataset, embedder, key, split, index, rows) is not None
-
     def shard_checksum(self, dataset: str, embedder: str, key: str, split: str, index: int,
                        rows: int) -> str | None:
         """The checksum of the shard when it exists, verifies and holds ``rows`` rows, else None."""
