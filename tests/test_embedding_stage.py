@@ -72,6 +72,8 @@ def test_plan_batches_bounds_tokens_and_shapes():
         widths.append(width)
     assert widths == sorted(widths, reverse=True)  # longest first
     assert set(widths) <= {16, 32, 48, 64, 80}
+    flat = np.concatenate(batches)  # exact lengths, longest first: little padding per batch
+    assert np.all(np.diff(lengths[flat]) <= 0)
 
 
 def test_two_datasets_one_embedder_load_the_model_once(ray_session, tmp_path, tiny):

@@ -221,9 +221,11 @@ def _pad_to_multiple(embedder) -> None:
 
 def plan_batches(lengths: np.ndarray, token_budget: int, max_rows: int) -> list[np.ndarray]:
     """Row indices of each batch: longest first, each batch's rows x its longest length (rounded
-    up to LENGTH_MULTIPLE) within ``token_budget`` (always at least one row)."""
+    up to LENGTH_MULTIPLE) within ``token_budget`` (always at least one row). Rows are sorted by
+    their exact lengths (ties in input order), so a batch padded to its own longest row (CPU)
+    carries little padding, and one padded to the multiple (GPU) has the same shape either way."""
     rounded = -(-lengths // LENGTH_MULTIPLE) * LENGTH_MULTIPLE
-    order = np.argsort(-rounded, kind="stable")
+    order = np.argsort(-lengths, kind="stable")
     batches, i = [], 0
     while i < len(order):
         width = int(rounded[order[i]])  # the batch's longest: rows sorted longest first

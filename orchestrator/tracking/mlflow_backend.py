@@ -17,14 +17,14 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.tracking import mlflow_sql
+from orchestrator.tracking import mlflow_rest, mlflow_sql
 from orchestrator.tracking.base import (
     GROUP_TAG,
     KIND_TAG,
@@ -38,6 +38,7 @@ from orchestrator.tracking.base import (
 )
 from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
+from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
 
@@ -119,6 +120,8 @@ class MlflowTracker:
         self.bulk = False
         """Write and read through ``mlflow_sql`` (SQLite, PostgreSQL), not call by call."""
         self.client = _LockRetryingClient(None)
+        self.rest: RestRuns | None = None
+        """Trial writes as plain REST calls (an MLflow server; ``mlflow_rest``), else the client."""
         if not create and not store_exists(uri):
             return  # read as empty; an MlflowClient would create the file
         try:
@@ -134,6 +137,7 @@ class MlflowTracker:
                     if create and found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
                         self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 self.bulk = mlflow_sql.supports(self.store)
+                self.rest = None if self.bulk else mlflow_rest.for_store(self.store, self._count)
         except (MlflowException, SQLAlchemyError) as exc:
             reason = " ".join(str(exc).split())[:400]
             raise TrackingURIError(
@@ -206,9 +210,12 @@ class MlflowTracker:
     @contextlib.contextmanager
     def counting_call(self, name: str):
         """Count a call made around the client (``calls`` reports every call to MLflow)."""
+        self._count(name)
+        yield
+
+    def _count(self, name: str) -> None:
         with self.client._counting:
             self.client.counts[name] += 1
-        yield
 
     # ------------------------------------------------------------------------------ writing
     def lease(self) -> MlflowLease:
@@ -296,23 +303,20 @@ class MlflowTracker:
         }
 
     def _apply_one(self, write: RunWrite) -> None:
+        runs = self.rest or ClientRuns(self.client)
         if write.ref.run_id is None:
             tags = dict(write.create or {})
             name = tags.pop(MLFLOW_RUN_NAME, None)
-            write.ref.run_id = self.client.create_run(self.experiment_id, start_time=write.timestamp or None,
-                                                      run_name=name, tags=tags).info.run_id
+            write.ref.run_id = runs.create_run(self.experiment_id, write.timestamp, name, tags)
         run_id = write.ref.run_id
         if write.reopen:
-            self.client.update_run(run_id, status="RUNNING")
+            runs.update_run(run_id, "RUNNING")
         for key in write.clear_tags:
-            self.client.delete_tag(run_id, key)
-        batch = {"params": [Param(k, v) for k, v in write.params.items()],
-                 "metrics": [Metric(k, float(v), write.timestamp, int(s)) for k, v, s in write.metrics],
-                 "tags": [RunTag(k, v) for k, v in write.tags.items()]}
-        if any(batch.values()):
-            self.client.log_batch(run_id, **batch)  # MLflow splits it past 1000 entities
+            runs.delete_tag(run_id, key)
+        if write.params or write.metrics or write.tags:
+            runs.log_batch(run_id, write.params, write.metrics, write.tags, write.timestamp)
         if write.end is not None:
-            self.client.set_terminated(run_id, write.end, end_time=write.timestamp or None)
+            runs.update_run(run_id, write.end, write.timestamp)
 
     def retire_others(self, trial_key: str, keep: str) -> list[str]:
         """Delete (MLflow's soft delete, restorable) every other run of ``trial_key``."""
