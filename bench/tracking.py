@@ -10,8 +10,10 @@
   4. the server's ceiling: the same server fed by a minimal client (``requests``, 3 REST calls a
      trial: create, one batch, end; 8 threads, no albench, no Ray), what any driver could get.
 For each: trials/s, its ratio to the baseline, the driver's CPU ms per trial (the driver process,
-writer threads included; the server's own CPU is apart) and the MLflow calls per trial (a bulk
-transaction counts one). Usage: ``python bench/tracking.py [--trials 2000] [--postgres]``.
+writer threads included; the server's own CPU is apart), the MLflow calls per trial (a bulk
+transaction counts one) and the 1-core ceiling (1000 / driver ms: what the driver could record,
+its threads sharing one core under the GIL, were the server not the limit).
+Usage: ``python bench/tracking.py [--trials 2000] [--postgres]``.
 """
 
 from __future__ import annotations
@@ -211,13 +213,17 @@ def main() -> None:
 
     print(f"{n} trials of {first.protocol.n_cycles} cycles, {actors} trajectory actors, "
           f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    print(f"{'':44} {'trials/s':>9} {'x base':>7} {'driver ms/trial':>16} {'calls/trial':>12}")
+    print(f"{'':44} {'trials/s':>9} {'x base':>7} {'driver ms/trial':>16} {'calls/trial':>12} "
+          f"{'1-core ceiling':>15}")
     for name, seconds, cpu, calls, finished in rows:
         rate = finished / seconds
         ratio = rate / (n / base)
         print(f"{name:44} {rate:9.1f} {ratio:7.2f} "
               f"{'' if cpu is None else f'{cpu / finished * 1000:16.1f}':>16} "
-              f"{'' if calls is None else f'{calls / finished:12.2f}':>12}")
+              f"{'' if calls is None else f'{calls / finished:12.2f}':>12} "
+              f"{'' if not cpu else f'{finished / cpu:15.0f}':>15}")
+    print("1-core ceiling: trials/s the driver (or client) could record on one core of this "
+          "machine at its CPU cost per trial, with a server that keeps up")
     drawn = sum(f.rendered for f in FIGURES)
     print(f"parent figures: {drawn} drawn, {sum(f.cpu_seconds for f in FIGURES) / max(drawn, 1) * 1000:.0f} ms "
           "of CPU each (figure thread: read, draw, upload)")
