@@ -22,7 +22,14 @@ from tests.conftest import tiny_config
 from tests.test_tracking_writes import _seen, _writes
 
 
-def test_rest_writes_record_what_mlflows_client_records(corpus, tmp_path, mlflow_server_postgres):
+@pytest.fixture
+def no_proxy(monkeypatch):
+    """The loopback server bypasses any proxy the machine's environment names (CI may set one)."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+
+
+def test_rest_writes_record_what_mlflows_client_records(corpus, tmp_path, mlflow_server_postgres, no_proxy):
     plan = prepare_plan(parse_config(tiny_config(corpus, tmp_path)))
     trial = plan.trials[0]
     lean = open_tracker(mlflow_server_postgres.uri, "rest-lean")
