@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.servers import http_answers
+
 RAY = str(Path(sys.executable).with_name("ray"))
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT = 90.0
@@ -92,15 +94,12 @@ def cmdline(pid: int) -> str:
         return ""
 
 
-def stop_tree(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM to ``process``'s group (``ray start --block`` stops its node), then SIGKILL to
-    whatever is left of it and of the descendants it had (those orphaned meanwhile too, when
-    they still run the same command: a pid is never reused blindly)."""
+def stop_tree(process: subprocess.Popen) -> None:
+    """SIGKILL to ``process``'s group and every descendant at once (a test cluster keeps nothing
+    worth a graceful stop: SIGTERM to ``ray start --block`` drains the node and gives each of its
+    processes a second, ~10 s a node), then to whatever of the descendants it had is left (those
+    orphaned meanwhile too, when they still run the same command: a pid is never reused blindly)."""
     family = {pid: cmdline(pid) for pid in descendants(process.pid)}
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        process.wait(timeout=grace)
     kill_tree(process)
     for pid, command in family.items():
         if command and cmdline(pid) == command:
@@ -211,7 +210,9 @@ def ray_cluster(workers: int = 1, *, head_cpus: int = 1, worker_cpus: int = 1, t
                  f"--num-cpus={worker_cpus}", "--num-gpus=0", *_node_ports(), *common],
                 cluster, name, root / name)
             _wait(registered(index + 2), f"worker node {index}", cluster, cluster.nodes[name], name)
-        if dashboard:
+        if dashboard:  # its HTTP port first (cheap to poll), then once the CLI's own check
+            _wait(lambda: http_answers(f"{cluster.dashboard}/api/version"), "the dashboard", cluster,
+                  cluster.nodes["head"], "head")
             _wait(lambda: cluster.ray("job", "list", "--address", cluster.dashboard, timeout=60)
                   .returncode == 0, "the jobs API", cluster, cluster.nodes["head"], "head")
         yield cluster
