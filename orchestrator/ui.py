@@ -37,7 +37,10 @@ def serve(uri: str, host: str, port: int, workers: int) -> int:
     check_port(host, port)
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", host, "--port", str(port), "--workers", str(workers)]
-    server = subprocess.Popen(command, env={**os.environ}, start_new_session=True)
+    # MLflow's job execution (GenAI jobs: 8 more processes, 16 CPU-seconds in the 10 s after the
+    # server answers, on 2 cores) serves nothing a browsed grid needs; the user's setting wins
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    server = subprocess.Popen(command, env=env, start_new_session=True)
     stopping: list[tuple[int, float]] = []
 
     def stop(signum, frame):  # only signal here: the loop below waits and escalates

@@ -5,8 +5,8 @@ Each is a context manager usable outside pytest (``bench/`` uses them too) that 
 real process in a session of its own, waits until it answers, and on exit stops it by its
 process group and waits until it is gone. The session fixtures at the bottom (imported by
 ``tests/conftest.py``) start each one at most once per test session: an ``mlflow server`` takes
-~24 s to answer on 2 cores. Tests that share a server keep apart by experiment name (or by a
-database of their own: ``PostgresCluster.database``).
+7-24 s to answer on 2 cores, depending on the load. Tests that share a server keep apart by
+experiment name (or by a database of their own: ``PostgresCluster.database``).
 
 PostgreSQL refuses to run as root; as root (CI, these machines) the cluster is created and run
 as the unprivileged ``postgres`` user (Debian's package makes it; else ``nobody``), in a folder
@@ -282,8 +282,13 @@ def postgres() -> Iterator[PostgresCluster]:
 
 @pytest.fixture(scope="session")
 def mlflow_server_postgres(postgres, tmp_path_factory) -> Iterator[MlflowServer]:
-    """One ``mlflow server`` on PostgreSQL per test session (tests keep apart by experiment)."""
-    with mlflow_server(postgres.database("mlflow"), tmp_path_factory.mktemp("mlflow-pg")) as server:
+    """One ``mlflow server`` on PostgreSQL per test session (tests keep apart by experiment).
+
+    Without MLflow's job execution (GenAI jobs albench never submits): its 8 ``huey_consumer``
+    processes took 16 CPU-seconds in the 10 s after the server answered (both cores, taken from
+    the tests running then) and 3 s more to stop (measured 2026-12-03, load ~1.5)."""
+    with mlflow_server(postgres.database("mlflow"), tmp_path_factory.mktemp("mlflow-pg"),
+                       env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}) as server:
         yield server
 
 

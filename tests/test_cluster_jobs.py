@@ -16,10 +16,14 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
+from orchestrator.config import parse_config
+from orchestrator.grid import prepare_plan
 from orchestrator.tracking import open_tracker
 from orchestrator.tracking.base import NODE_TAG
-from tests.conftest import tiny_config, write_config
+from tests.conftest import run_in_process, tiny_config, write_config
 from tests.ray_cluster import ray_cluster
+from tests.test_object_store import TFIDF as TFIDF_8
+from tests.test_object_store import _curves, objects
 
 pytestmark = pytest.mark.cluster
 TFIDF = [{"name": "tfidf", "model": "tfidf-svd", "dim": 16}]
@@ -28,7 +32,8 @@ STRATEGIES = [{"name": "random"}, {"name": "margin"}]
 
 @pytest.fixture(scope="module")
 def cluster():
-    with ray_cluster(workers=1, head_cpus=1, worker_cpus=1, token=True) as running:
+    """Nodes with no store credentials of their own (``AWS_*`` not inherited)."""
+    with ray_cluster(workers=1, head_cpus=1, worker_cpus=1, token=True, drop_env=("AWS_",)) as running:
         yield running
 
 
@@ -138,3 +143,35 @@ def test_a_client_without_the_token_gets_the_fix(cluster, corpus, tmp_path):
     assert (f"cannot connect to {cluster.address}: the Ray cluster refused this client's "
             "authentication token; fix: set RAY_AUTH_MODE=token") in output, output
     assert "Traceback" not in output
+
+
+def test_two_node_cluster_with_the_store_on_s3(ray_session, cluster, s3, corpus, tmp_path):
+    """A grid driven from a third folder onto a two-node cluster whose nodes share no folder and
+    have no store credentials of their own: the store lands on S3, MLflow in SQLite at an
+    absolute path, and the curves are those of the same grid run locally."""
+    bucket = s3.bucket()
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    config = tiny_config(corpus, driver, embedders=TFIDF_8, resources={"cpus_per_embedding": 1},
+                         store={"path": f"s3://{bucket}/embeddings", "checkpoints": f"s3://{bucket}/ckpt"})
+    path = write_config(driver / "grid.yaml", config)
+    command = [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(path)]
+    done = subprocess.run(command, cwd=driver, env=cluster.client_env(**s3.env),
+                          capture_output=True, text=True, timeout=400, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    nodes = {name: {p.name for p in (cluster.root / name).rglob("*")} for name in cluster.nodes}
+    assert "finished 4, failed 0" in " ".join(done.stdout.split()), done.stdout
+    # the driver's folder holds the config and what MLflow and the report write, never the store
+    assert sorted(p.name for p in driver.iterdir()
+                  if "mlflow.db" not in p.name and p.name not in ("mlruns", "reports")) == ["grid.yaml"]
+    assert sorted(nodes) == ["head", "worker0"]
+    for node, names in nodes.items():  # neither node's folder holds the store or the checkpoints
+        assert not names & {"manifest.json", "embeddings", "ckpt"}, node
+    assert any(k.endswith("manifest.json") for k in objects(s3, bucket))
+
+    local = tiny_config(corpus, tmp_path / "local", embedders=TFIDF_8)
+    (tmp_path / "local").mkdir()
+    plan_local, tracker_local, _, _ = run_in_process(local)
+    plan = prepare_plan(parse_config(config), writing=False)
+    tracker = open_tracker(config["tracking"]["uri"], config["name"])
+    assert _curves(plan, tracker) == _curves(plan_local, tracker_local)

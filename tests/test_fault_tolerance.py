@@ -94,13 +94,19 @@ def assert_done_once(plan, tracker, reference: dict, keys=None) -> None:
         assert got[key] == reference[key], f"trial {key}: the curve differs from a clean run"
 
 
+NO_REPORT = "--no-report"
+"""For the runs here: the HTML report at the end of ``albench run`` (~5 s on 2 cores) is not
+what these tests check (``tests/test_report.py`` checks that ``run`` builds it)."""
+
+
 def driver(config_path: Path, log: Path, env: dict | None = None) -> subprocess.Popen:
-    """``albench run`` in its own session: its local Ray cluster lives in its process group."""
+    """``albench run --no-report`` in its own session: its local Ray cluster lives in its
+    process group."""
     environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     environment.update({"PYTHONUNBUFFERED": "1", "RAY_USAGE_STATS_ENABLED": "0"})
     environment.update(env or {})
     with open(log, "w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(config_path)],
+        return subprocess.Popen([sys.executable, "-m", "orchestrator.cli", "run", str(config_path), NO_REPORT],
                                 cwd=config_path.parent, stdout=out, stderr=subprocess.STDOUT,
                                 env=environment, start_new_session=True)
 
@@ -290,7 +296,7 @@ def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, 
         last = max(_mid_trajectory_points(points))
         assert covered < last <= max(s for s, _ in server.curve(run.info.run_id))
 
-    code, output = cli_here("run", str(config))  # the same command (in this process: faster)
+    code, output = cli_here("run", str(config), NO_REPORT)  # the same command (in this process: faster)
     assert code == 0, output
     continued = re.search(r"(\d+) continued an interrupted or failed run", output)
     assert continued and int(continued.group(1)) >= len(caught), output
@@ -299,7 +305,7 @@ def test_driver_killed_then_rerun_gives_the_clean_results_once(reference, pool, 
     assert_done_once(plan, tracker, reference)
     assert not list((tmp_path / "checkpoints").glob("*.json"))  # finished trials leave none
 
-    code, output = cli_here("run", str(config))  # idempotent: nothing left to do, Ray not started
+    code, output = cli_here("run", str(config), NO_REPORT)  # idempotent: nothing to do, Ray not started
     assert code == 0 and "4 trials already done in MLflow, skipped" in output, output
     assert_done_once(plan, tracker, reference)
 
@@ -490,7 +496,7 @@ def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
     assert text.count("StrategyError: ProbCover: the radius graph has over 1000 edges") == 2, text
     assert text.count("interrupted (Ctrl-C or SIGTERM);") == 2 and "resumes after cycle" in text, text
 
-    code, text = cli_here("run", str(config))  # in this process: on the session's Ray
+    code, text = cli_here("run", str(config), NO_REPORT)  # in this process: on the session's Ray
     assert code == 1, text
     assert ("finished 2, failed 2, skipped 0 (already done); 4 continued an interrupted or failed run"
             in text), text
@@ -513,7 +519,7 @@ def test_a_failing_trial_and_ctrl_c(reference, pool, store, template, tmp_path):
     assert "4 trials: 2 done, 2 failed, 0 running, 0 pending" in text, text
     assert text.count("StrategyError: ProbCover") == 2
 
-    code, text = cli_here("run", str(config), "--only-missing")
+    code, text = cli_here("run", str(config), "--only-missing", NO_REPORT)
     assert code == 0, text
     assert "2 trials already done in MLflow, skipped; 2 FAILED trials skipped (--only-missing)" in text
 

@@ -1,6 +1,7 @@
 """The store and the checkpoints on an object store: a real S3-compatible server (moto's
 standalone server on 127.0.0.1, ``tests/servers.py``) spoken to by pyarrow's S3 client over HTTP,
-with endpoint, region and credentials only in the environment."""
+with endpoint, region and credentials only in the environment. A grid on a two-node cluster
+with the store on S3 is in ``tests/test_cluster_jobs.py`` (on that module's cluster)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from orchestrator.config import parse_config
 from orchestrator.embedding_stage import embedding_stage, read_entry
 from orchestrator.grid import prepare_plan
 from tests.conftest import embed_in_process, run_in_process, tiny_config, write_config
-from tests.ray_cluster import ray_cluster
 from tests.servers import S3_REGION, s3_server
 from workers.fs import ObjectPath, location, write_whole
 from workers.store import EmbeddingStore, StoreCorruptionError
@@ -381,42 +381,3 @@ def test_wrong_credentials_are_refused_before_any_work(s3_checking_keys, corpus,
                            aws_secret_access_key=key["SecretAccessKey"]).list_objects_v2(Bucket=bucket)
     left = {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
     assert left == {"embeddings/": 0, "ckpt/": 0}  # the probes are gone (pyarrow marks the folders)
-
-
-# ------------------------------------------------------- two nodes, no shared folder
-
-
-def test_two_node_cluster_with_the_store_on_s3(ray_session, s3, corpus, tmp_path):
-    """A grid driven from a third folder onto a two-node cluster whose nodes share no folder and
-    have no store credentials of their own: the store lands on S3, MLflow in SQLite at an
-    absolute path, and the curves are those of the same grid run locally."""
-
-    bucket = s3.bucket()
-    driver = tmp_path / "driver"
-    driver.mkdir()
-    config = tiny_config(corpus, driver, embedders=TFIDF, resources={"cpus_per_embedding": 1},
-                         store={"path": f"s3://{bucket}/embeddings", "checkpoints": f"s3://{bucket}/ckpt"})
-    path = write_config(driver / "grid.yaml", config)
-    with ray_cluster(workers=1, dashboard=False, drop_env=("AWS_",)) as cluster:
-        command = [sys.executable, "-c", "from orchestrator.cli import main; main()", "run", str(path)]
-        done = subprocess.run(command, cwd=driver, env=cluster.client_env(**s3.env),
-                              capture_output=True, text=True, timeout=400, check=False)
-        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-        nodes = {name: {p.name for p in (cluster.root / name).rglob("*")} for name in cluster.nodes}
-    assert "finished 4, failed 0" in " ".join(done.stdout.split()), done.stdout
-    # the driver's folder holds the config and what MLflow and the report write, never the store
-    assert sorted(p.name for p in driver.iterdir()
-                  if "mlflow.db" not in p.name and p.name not in ("mlruns", "reports")) == ["grid.yaml"]
-    assert sorted(nodes) == ["head", "worker0"]
-    for node, names in nodes.items():  # neither node's folder holds the store or the checkpoints
-        assert not names & {"manifest.json", "embeddings", "ckpt"}, node
-    assert any(k.endswith("manifest.json") for k in objects(s3, bucket))
-
-    local = tiny_config(corpus, tmp_path / "local", embedders=TFIDF)
-    (tmp_path / "local").mkdir()
-    plan_local, tracker_local, _, _ = run_in_process(local)
-    from orchestrator.tracking import open_tracker
-
-    plan = prepare_plan(parse_config(config), writing=False)
-    tracker = open_tracker(config["tracking"]["uri"], config["name"])
-    assert _curves(plan, tracker) == _curves(plan_local, tracker_local)
