@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from sqlalchemy.exc import SQLAlchemyError
 
-from orchestrator.tracking import mlflow_rest, mlflow_sql
+from orchestrator.tracking import mlflow_sql
 from orchestrator.tracking.base import (
     GROUP_TAG,
     KIND_TAG,
@@ -38,14 +38,11 @@ from orchestrator.tracking.base import (
 )
 from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
-from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns
+from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
 from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
-METRICS_PER_BATCH = 1000
-"""MLflow's limits per ``log_batch`` call: 1000 metrics, 100 params."""
-PARAMS_PER_BATCH = 100
 SEARCH_PAGE = 5000
 WRITER_THREADS = 8
 """Concurrent writers against an MLflow server (each a connection; the server orders nothing)."""
@@ -137,7 +134,7 @@ class MlflowTracker:
                     if create and found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
                         self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
                 self.bulk = mlflow_sql.supports(self.store)
-                self.rest = None if self.bulk else mlflow_rest.for_store(self.store, self._count)
+                self.rest = None if self.bulk else for_store(self.store, self._count)
         except (MlflowException, SQLAlchemyError) as exc:
             reason = " ".join(str(exc).split())[:400]
             raise TrackingURIError(
