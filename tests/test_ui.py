@@ -24,6 +24,7 @@ def _free_port() -> int:
 
 def test_ui_serves_the_experiment_on_loopback(corpus, tmp_path):
     from orchestrator.tracking import open_tracker
+    from orchestrator.ui import check_port
 
     config = tiny_config(corpus, tmp_path)
     open_tracker(config["tracking"]["uri"], config["name"])  # the experiment exists, as after a run
@@ -67,8 +68,10 @@ def test_ui_serves_the_experiment_on_loopback(corpus, tmp_path):
         while time.monotonic() < deadline and any(_alive(pid) for pid in server):
             time.sleep(0.2)
         assert not [pid for pid in server if _alive(pid)], "the MLflow server outlived albench ui"
-        with socket.socket() as probe:  # the port is free again
-            probe.bind(("127.0.0.1", port))
+        # the port is free again: bound as a server binds it (SO_REUSEADDR), since the server
+        # closed the test's HTTP connections first and their TIME_WAIT entries hold the port
+        # against a plain bind for a minute
+        check_port("127.0.0.1", port)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
