@@ -4,9 +4,11 @@ While a grid runs, the parent run of every cell carries ``curves.png``: test acc
 the number of labelled rows, one line per strategy (and initial pool, when the cell has
 several), the mean over the finished seeds with a 95 % band (Student's t interval of the
 mean, clipped to [0, 1]; drawn by ``curve_band``), random dashed. The driver hands each finished trial's curve over (it holds it already:
-nothing is read back per trial); one background thread renders a cell at most once every
-``REFRESH_SECONDS`` and every cell still out of date once more at the end of the session, so
-the driver's loop never renders or uploads. Trials finished in earlier sessions are read once
+nothing is read back per trial); one background thread renders a cell as soon as every trial
+of it has finished (its final figure), a cell still running at most once every
+``REFRESH_SECONDS`` (the first time one period into the session: a figure of its first few
+trials would be redrawn soon anyway), and every cell still out of date once more at the end of
+the session, so the driver's loop never renders or uploads. Trials finished in earlier sessions are read once
 per cell, in bulk, the first time that cell is drawn.
 """
 
@@ -30,7 +32,7 @@ from workers.specs import TrialSpec
 log = logging.getLogger(__name__)
 FIGURE_NAME = "curves.png"
 REFRESH_SECONDS = 60.0
-"""A cell's figure is redrawn at most this often while trials of it finish."""
+"""A running cell's figure is drawn at most this often (a finished cell's at once)."""
 METRIC = "accuracy"
 RANDOM = "random"
 
@@ -92,6 +94,10 @@ class CellFigures:
         self.tracker = tracker
         self.refresh_seconds = refresh_seconds
         self._trials = {t.trial_key: t for t in trials}
+        self._size: dict[Cell, int] = defaultdict(int)
+        """Trials per cell in the grid: a cell with that many finished curves is complete."""
+        for trial in self._trials.values():
+            self._size[(trial.dataset, trial.embedder)] += 1
         self._earlier: dict[Cell, list[tuple[TrialSpec, str]]] = defaultdict(list)
         for key, run in existing.items():  # finished before this session: read when first drawn
             if run.status == "FINISHED" and key in self._trials:
@@ -99,6 +105,7 @@ class CellFigures:
                 self._earlier[(trial.dataset, trial.embedder)].append((trial, run.run_id))
         self._curves: dict[Cell, dict[str, tuple[TrialSpec, list]]] = defaultdict(dict)
         self._dirty: set[Cell] = set()
+        self._started = time.monotonic()
         self._drawn: dict[Cell, float] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="albench-figures")
@@ -117,13 +124,15 @@ class CellFigures:
             self._dirty.add(cell)
 
     def tick(self) -> None:
-        """Called from the driver's loop: starts a redraw of the cells that are due, unless one
-        is still being drawn (returns at once)."""
+        """Called from the driver's loop: starts a redraw of the cells that are due (complete
+        ones, and running ones not drawn for ``refresh_seconds``), unless one is still being
+        drawn (returns at once)."""
         if not self._dirty or (self._job is not None and not self._job.done()):
             return
         now = time.monotonic()
         with self._lock:
-            due = {c for c in self._dirty if now - self._drawn.get(c, -1e18) >= self.refresh_seconds}
+            due = {c for c in self._dirty if self._complete(c)
+                   or now - self._drawn.get(c, self._started) >= self.refresh_seconds}
         if due:
             self._job = self._pool.submit(self._draw, due)
 
@@ -139,6 +148,12 @@ class CellFigures:
         self._folder.cleanup()
 
     # ---------------------------------------------------------------------------- internals
+    def _complete(self, cell: Cell) -> bool:
+        """Every trial of ``cell`` in the grid has finished (this session or before); under
+        ``_lock``. A cell with a failed trial never is: it is drawn on the period and at the end."""
+        unread = len(self._earlier[cell]) if cell in self._earlier else 0  # read when first drawn
+        return len(self._curves.get(cell, ())) + unread >= self._size[cell]
+
     def _draw(self, cells: set[Cell]) -> None:
         began = time.thread_time()
         for cell in sorted(cells):
