@@ -34,10 +34,10 @@ MAX_ACTOR_START_FAILURES = 10
 
 @dataclass(frozen=True)
 class Streamed:
-    """A trial's trajectory produced one more cycle."""
+    """A trial's trajectory produced more cycles (in order; ``TrajectoryWorker.run`` batches)."""
 
     ticket: Any
-    record: CycleRecord
+    records: list[CycleRecord]
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class ActorPool:
     def _advance(self, generator) -> Outcome | None:
         running = self._active[generator]
         try:
-            record = ray.get(next(generator))
+            records = ray.get(next(generator))
         except StopIteration:
             return self._done(generator, Finished(running.ticket))
         except ray.exceptions.RayTaskError as exc:
@@ -175,7 +175,7 @@ class ActorPool:
                                                 remote_traceback(exc)))
         except INFRASTRUCTURE_ERRORS as exc:
             return self._lost(generator, exc, traceback.format_exc())
-        return Streamed(running.ticket, record)
+        return Streamed(running.ticket, records)
 
     def _done(self, generator, outcome: Outcome) -> Outcome:
         self._idle.append(self._active.pop(generator).actor)

@@ -70,7 +70,7 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                 for outcome in pool.wait(timeout=FLUSH_SECONDS):
                     log = outcome.ticket
                     if isinstance(outcome, Streamed):
-                        log.add(outcome.record)
+                        log.add(outcome.records)
                         continue
                     if isinstance(outcome, Finished):
                         result = log.finish()

@@ -137,8 +137,8 @@ class TrialLog:
         if node and (not self.nodes or self.nodes[-1] != node):
             self.nodes.append(node)
 
-    def add(self, record: CycleRecord) -> None:
-        self.buffer.append(record)
+    def add(self, records: list[CycleRecord]) -> None:
+        self.buffer.extend(records)
 
     def flush(self) -> RunWrite | None:
         """The write of the cycles streamed since the last one (and of the run's opening), whose

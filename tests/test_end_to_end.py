@@ -309,12 +309,11 @@ def test_an_interrupt_while_writes_are_in_flight_logs_no_step_twice(ray_session,
                     fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}))
         for c in range(4)
     ]
-    for record in records[:3]:
-        log.add(record)
+    log.add(records[:3])
     recording.send([log.flush()])  # in flight on the writer thread
-    log.add(records[3])
+    log.add(records[3:])
     log.interrupt()
-    log.add(records[3])  # streamed again after the interrupt: nothing new to write
+    log.add(records[3:])  # streamed again after the interrupt: nothing new to write
     recording.send([w for w in [log.flush()] if w is not None])
     recording.writer.close()
     recording.writer.check()

@@ -143,3 +143,14 @@ def test_the_validation_split_is_held_out_of_the_labelled_pool(data):
     apart = trial("coreset", validation=ValidationSpec(size=30, counts_against_budget=False))
     assert [r.n_labelled for r in run_trajectory(apart, data)] == [8 * (c + 1) for c in range(7)]
     assert set(validation_rows(trial("margin", validation=ValidationSpec(size=30)), 400).tolist()) == held
+
+
+@pytest.mark.parametrize("seconds", [0.0, 3600.0])
+def test_the_actor_streams_every_cycle_in_order_in_batches(data, monkeypatch, seconds):
+    from workers import actors
+
+    monkeypatch.setattr(actors, "STREAM_SECONDS", seconds)
+    batches = list(actors.TrajectoryWorker().run(trial(), data))
+    # 0 s: one batch per cycle; an hour: the whole trajectory in one batch at its end
+    assert [len(b) for b in batches] == ([1] * 7 if seconds == 0 else [7])
+    assert curve([r for b in batches for r in b]) == curve(run_trajectory(trial(), data))

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from workers.specs import TrialSpec
 from workers.trajectory import Checkpoint, CycleRecord, InitialPoolCache, TrialData, run_trajectory
+
+STREAM_SECONDS = 0.25
+"""Cycles are sent to the driver in batches of what this many seconds produced. Each object a
+generator yields costs about 0.4 ms of the actor's and 0.4 ms of the driver's CPU (measured on
+2 cores), a cycle of a small grid a few ms; the driver writes once a second
+(``FLUSH_SECONDS``) anyway. A worker that dies loses at most this much work: its trial resumes
+from the last checkpoint the driver received."""
 
 
 class TrajectoryWorker:
@@ -24,8 +32,18 @@ class TrajectoryWorker:
         self.initial_pools = InitialPoolCache()
 
     def run(self, trial: TrialSpec, data: TrialData, resume: Checkpoint | None = None
-            ) -> Iterator[CycleRecord]:
-        yield from run_trajectory(trial, data, resume, self.initial_pools)
+            ) -> Iterator[list[CycleRecord]]:
+        """The trial's cycles, in order, in batches: what ``STREAM_SECONDS`` produced (the
+        last batch when the trajectory ends)."""
+        batch: list[CycleRecord] = []
+        sent = time.monotonic()
+        for record in run_trajectory(trial, data, resume, self.initial_pools):
+            batch.append(record)
+            if time.monotonic() - sent >= STREAM_SECONDS:
+                yield batch
+                batch, sent = [], time.monotonic()
+        if batch:
+            yield batch
 
     def node(self) -> str:
         """Where this actor runs: the host name and the Ray node id."""
