@@ -12,8 +12,8 @@ STREAM_SECONDS = 0.25
 """Cycles are sent to the driver in batches of what this many seconds produced. Each object a
 generator yields costs about 0.4 ms of the actor's and 0.4 ms of the driver's CPU (measured on
 2 cores), a cycle of a small grid a few ms; the driver writes once a second
-(``FLUSH_SECONDS``) anyway. A worker that dies loses at most this much work: its trial resumes
-from the last checkpoint the driver received."""
+(``FLUSH_SECONDS``) anyway. A worker that dies loses at most this much work and the cycle
+under way: its trial resumes from the last checkpoint the driver received, to the same curve."""
 
 
 class TrajectoryWorker:
