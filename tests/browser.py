@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -57,19 +58,49 @@ def open_page(url: str, expressions: dict[str, str], *, settle: float = 2.0, tim
     """Load ``url`` in a fresh headless Chromium; once loaded (and ``settle`` seconds later),
     evaluate each of ``expressions`` (name -> JavaScript returning JSON-able data)."""
     binary = require_chromium()
-    with tempfile.TemporaryDirectory(prefix="albench-chromium-") as profile:
-        process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    profile = tempfile.mkdtemp(prefix="albench-chromium-")
+    process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        port = _devtools_port(Path(profile), process, timeout)
+        return asyncio.run(asyncio.wait_for(_load(port, url, expressions, settle), timeout))
+    finally:
+        _stop(process)
+        _remove(profile)
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """Stop Chromium and every process it started (its own session: renderers, utilities)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
-            port = _devtools_port(Path(profile), process, timeout)
-            return asyncio.run(asyncio.wait_for(_load(port, url, expressions, settle), timeout))
-        finally:
-            process.terminate()
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + 10  # the group's other members end after the browser
+        while time.monotonic() < deadline:
             try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+
+def _remove(profile: str) -> None:
+    """Remove the profile folder; a helper process that outlived the group may still be writing
+    into it for a moment (seen in CI: "Directory not empty" under ``Default``), so retry."""
+    for _ in range(50):
+        try:
+            shutil.rmtree(profile)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    shutil.rmtree(profile, ignore_errors=True)
 
 
 def _devtools_port(profile: Path, process: subprocess.Popen, timeout: float) -> int:
