@@ -8,6 +8,7 @@ cycle the learner is refitted from scratch and evaluated on the test split.
 from __future__ import annotations
 
 import time
+import warnings
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -41,8 +42,10 @@ class Checkpoint:
     rng_state: dict
 
 
-CYCLE_METRICS = ("accuracy", "macro_f1", "query_seconds", "fit_seconds", "predicted_classes")
-"""The per-cycle metrics of ``CycleRecord.metrics()``, logged with step = labelled rows."""
+CYCLE_METRICS = ("accuracy", "macro_f1", "query_seconds", "fit_seconds", "predicted_classes", "warnings",
+                 "learner_C", "learner_searched")
+"""The per-cycle metrics of ``CycleRecord.metrics()``, logged with step = labelled rows
+(``learner_*``: what the learner reports of its fit, ``Learner.fit_info``; absent for some)."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class CycleRecord:
     checkpoint: Checkpoint = field(repr=False)
     predicted_classes: int = 0
     """Distinct classes the learner predicts on the test split (1: a majority-class learner)."""
+    learner: dict[str, float] = field(default_factory=dict)
+    """The learner's account of this cycle's fit (``learner_C``, ``learner_searched``)."""
+    warnings: int = 0
+    """Warnings the cycle's query and fit raised that they do not expect (counted, not printed:
+    Ray would forward each to the driver's terminal)."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -66,6 +74,8 @@ class CycleRecord:
             "query_seconds": self.query_seconds,
             "fit_seconds": self.fit_seconds,
             "predicted_classes": self.predicted_classes,
+            "warnings": self.warnings,
+            **self.learner,
         }
 
 
@@ -213,21 +223,23 @@ def run_trajectory(
     with threadpool_limits(limits=1):
         head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation) if start > 0 else None
         for cycle in range(start, protocol.n_cycles + 1):
-            if cycle == 0:
-                cache = initial_pools if initial_pools is not None else InitialPoolCache(size=0)
-                chosen, query_seconds = cache.select(trial, data)
-            else:
+            with warnings.catch_warnings(record=True) as caught:  # not around the yield
+                warnings.simplefilter("always")  # what the learner and strategy do not expect
+                if cycle == 0:
+                    cache = initial_pools if initial_pools is not None else InitialPoolCache(size=0)
+                    chosen, query_seconds = cache.select(trial, data)
+                else:
+                    began = time.perf_counter()
+                    context = _context(strategy, data, taken, head, trial.n_classes, trial.device)
+                    chosen = strategy.select(context, protocol.query_size, rng)
+                    query_seconds = time.perf_counter() - began
+                labelled[chosen] = True
+                taken[chosen] = True
+                order.extend(int(i) for i in chosen)
                 began = time.perf_counter()
-                context = _context(strategy, data, taken, head, trial.n_classes, trial.device)
-                chosen = strategy.select(context, protocol.query_size, rng)
-                query_seconds = time.perf_counter() - began
-            labelled[chosen] = True
-            taken[chosen] = True
-            order.extend(int(i) for i in chosen)
-            began = time.perf_counter()
-            head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation)
-            fit_seconds = time.perf_counter() - began
-            predicted = head.logits(data.test_x).argmax(axis=1)
+                head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation)
+                fit_seconds = time.perf_counter() - began
+                predicted = head.logits(data.test_x).argmax(axis=1)
             yield CycleRecord(
                 cycle=cycle,
                 n_labelled=int(labelled.sum()) + counted,
@@ -237,4 +249,6 @@ def run_trajectory(
                 fit_seconds=fit_seconds,
                 checkpoint=Checkpoint(cycle, list(order), rng.bit_generator.state),
                 predicted_classes=int(np.unique(predicted).size),
+                learner=learner.fit_info(),
+                warnings=len(caught),
             )

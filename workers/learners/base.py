@@ -59,6 +59,10 @@ class Learner(ABC):
 
         ``validation``: labelled rows for model selection only (never trained on)."""
 
+    def fit_info(self) -> dict[str, float]:
+        """What the last ``fit`` chose, as per-cycle metrics (``learner_*``); none by default."""
+        return {}
+
     def resume(self, features: np.ndarray, labels: np.ndarray, order: list[int], sizes: list[int],
                validation: tuple[np.ndarray, np.ndarray] | None) -> None:
         """Restore what the learner carried across the cycles so far (``order``: the labelling

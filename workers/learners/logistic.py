@@ -1,19 +1,30 @@
 """Multinomial logistic regression (scikit-learn's L-BFGS), fixed C or C chosen per cycle.
 
-``C: auto`` chooses C from the labelled rows alone: stratified k-fold cross-validation over
-``C_grid`` (warm-started along the grid within each fold; the largest mean accuracy wins, the
-larger C within one held-out row of it: at a handful of labels the folds rarely tell the candidates apart,
-and strong regularisation then predicts the majority class), or, when the protocol has a
-validation split, the C with the best validation accuracy. The search runs on the first cycle
-and again whenever the labelled rows have doubled since the last one (``search_growth``); a
-search costs about ten fits, so searching every cycle would triple a trajectory's time (measured
-in bench/learner.py), while the best C moves slowly with the number of labels. Where the labelled
-rows cannot be split (a class with a single row), the middle of the grid is used. A C whose
-model predicts one class for every pool row, or for every labelled row, while several classes
-are labelled is passed over for the next larger one (no label beyond the labelled rows). With ``standardize`` the features are
-standardised with the pool's statistics and the head is mapped back to raw features, so
-strategies and evaluation always see an ordinary ``LinearHead``. Deterministic: fixed folds,
-L-BFGS.
+``C: <number>`` is scikit-learn's ``LogisticRegression(C)`` on the labelled rows, unchanged.
+
+``C: auto`` chooses C from the labelled rows alone (never the test split), then fits at it:
+
+- **Candidates are converged models.** Every C of ``C_grid`` is fitted on every fold to
+  convergence (``SEARCH_TOL``, far tighter than scikit-learn's default, whose gradient test is on
+  the mean loss and passes long before a weakly regularised model has grown), warm-started from
+  the next smaller C of the same fold, which only saves iterations (``search_stats`` counts them).
+- **In the labelled rows' span.** An L2-penalised linear model's weights lie in the span of its
+  training rows, so with more dimensions than rows the search and the final fit run on the
+  rows' coordinates in an orthonormal basis of that span (``RowSpan``) and the weights are
+  mapped back: the same minimiser, at a cost that grows with the rows, not the dimensions.
+- **Folds that keep rare classes.** Stratified folds over the rows of every class with two or
+  more rows; a class with a single labelled row is always in training (``fold_of``), so one rare
+  class never switches the search off, as at 20 labels of 77 intents.
+- **Scored by held-out log-loss.** Accuracy on folds of a few dozen rows ties most candidates;
+  the held-out cross-entropy of the fold models (summed over the folds' rows) separates them and
+  punishes both over- and under-regularisation (chosen by measurement, bench/learner.py).
+- **Searched every ``search_growth``.** The search runs on the first cycle with two classes and
+  again once the labelled rows have grown by ``search_growth`` since the last one; other cycles
+  refit at the last C (``fit_info``: ``learner_C`` and ``learner_searched`` per cycle).
+
+With a validation split (``protocol.validation``) the candidates are scored on it instead of
+folds. With ``standardize`` the features are standardised with the pool's statistics first. The
+head is an ordinary ``LinearHead`` on raw features. Deterministic: fixed folds, L-BFGS.
 """
 
 from __future__ import annotations
@@ -27,14 +38,109 @@ from workers.learners.base import UNSEEN_CLASS_BIAS, Learner
 
 CV_SEED = 0
 """The folds are a function of the labelled rows alone (shuffled with this fixed seed)."""
-MANY_ROWS = 60
+SEARCH_TOL, SEARCH_MAX_ITER = 1e-6, 5000
+"""Convergence of every model ``C: auto`` fits (scikit-learn's gradient tolerance)."""
+MANY_ROWS = 100
 """From this many labelled rows on, 3 folds are enough (fewer fits); below, ``cv_folds``."""
-SEARCH_TOL, SEARCH_MAX_ITER = 1e-2, 100
-CHECK_ROWS = 20_000
-"""The one-class check predicts on at most about this many pool rows (a strided sample)."""
-"""The search's L-BFGS stops early: it ranks the candidates, it keeps no model."""
 
 
+class RowSpan:
+    """The labelled rows in an orthonormal basis of their span, when there are fewer rows than
+    dimensions: ``z`` (rows x rank) from the eigendecomposition of their Gram matrix (rows^2 x
+    dimensions of work, not a d x d one), ``project(x)`` for other rows, ``expand(coef)`` mapping
+    weights in the basis back to feature space. With as many rows as dimensions, the identity."""
+
+    RELATIVE_FLOOR = 1e-10
+    """Directions whose squared singular value is below this share of the largest are dropped."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = np.asarray(x, np.float64)
+        self.back = None
+        if self.x.shape[0] >= self.x.shape[1]:
+            self.z = self.x
+            return
+        values, vectors = np.linalg.eigh(self.x @ self.x.T)
+        keep = values > values[-1] * self.RELATIVE_FLOOR
+        root = np.sqrt(values[keep])
+        self.z = vectors[:, keep] * root  # = x V: U S of x's thin SVD
+        self.back = vectors[:, keep] / root  # x.T @ back = V
+
+    def project(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        return x if self.back is None else (x @ self.x.T) @ self.back
+
+    def expand(self, coef: np.ndarray) -> np.ndarray:
+        """Weights (rank x classes) in the basis -> (dimensions x classes)."""
+        return coef if self.back is None else self.x.T @ (self.back @ coef)
+
+
+def solve(z: np.ndarray, y: np.ndarray, k: int, C: float, rows: np.ndarray | None = None,
+          weights: np.ndarray | None = None, start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Multinomial logistic regression by L-BFGS, on one or several row subsets at once.
+
+    Each subset ``f`` (``rows[f]``: a 0/1 mask over the rows; None: one subset of all rows) has
+    its own model minimising the (``weights``-weighted) summed cross-entropy of its rows plus
+    ||W||^2 / (2 C), with an unpenalised intercept; y in 0..k-1. The subsets' objectives are
+    independent, so one L-BFGS over their sum solves each (the folds of a search in one call:
+    iterations are the folds' largest, not their sum). Two classes are fitted as a softmax at
+    C / 2, which is scikit-learn's binary model at C. Converged when the gradient's largest entry
+    is at most ``SEARCH_TOL`` per training row. Returns (parameters (subsets x (z's columns + 1)
+    x k): the weights, then the intercept row; iterations)."""
+    from scipy.optimize import minimize
+
+    n, r = z.shape
+    rows = np.ones((1, n)) if rows is None else np.asarray(rows, np.float64)
+    onehot = np.zeros((n, k))
+    onehot[np.arange(n), y] = 1.0
+    scale = rows[:, :, None] * (1.0 if weights is None else weights[None, :, None])  # subsets x n x 1
+    inverse_c = (2.0 if k == 2 else 1.0) / C
+    shape = (rows.shape[0], r + 1, k)
+
+    def objective(theta):
+        theta = theta.reshape(shape)
+        w = theta[:, :r]
+        logits = np.matmul(z, w) + theta[:, r:]
+        top = logits.max(axis=2, keepdims=True)
+        exp = np.exp(logits - top)
+        total = exp.sum(axis=2, keepdims=True)
+        loss = float(np.sum(scale * (np.log(total) + top - np.sum(logits * onehot, axis=2, keepdims=True))))
+        residual = scale * (exp / total - onehot)
+        gradient = np.concatenate([np.matmul(z.T, residual) + inverse_c * w,
+                                   residual.sum(axis=1, keepdims=True)], axis=1)
+        return loss + 0.5 * inverse_c * float(np.sum(w * w)), gradient.ravel()
+
+    theta = np.zeros(np.prod(shape)) if start is None else start.ravel()
+    result = minimize(objective, theta, jac=True, method="L-BFGS-B",
+                      options={"maxiter": SEARCH_MAX_ITER, "gtol": SEARCH_TOL * rows.sum(axis=1).max(),
+                               "ftol": 1e-15, "maxcor": 20})
+    return result.x.reshape(shape), int(result.nit)
+
+
+def predict_proba(theta: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Class probabilities of one model's parameters (``solve``'s (z's columns + 1) x k)."""
+    logits = z @ theta[:-1] + theta[-1]
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fold_of(labels: np.ndarray, folds: int) -> np.ndarray:
+    """Each row's fold (-1: always in training). Within a class of two or more rows its rows,
+    shuffled with ``CV_SEED``, go round the folds from a per-class offset; a singleton class's
+    row stays in training. A row is held out at most once; every held-out row's class has a row
+    in that fold's training part."""
+    rng = np.random.default_rng(CV_SEED)
+    fold = np.full(labels.size, -1)
+    start = 0
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if rows.size < 2:
+            continue
+        rows = rows[rng.permutation(rows.size)]
+        held = rows if rows.size > folds else rows[:-1]  # a small class keeps one row in training
+        fold[held] = (start + np.arange(held.size)) % folds
+        start += held.size
+    return fold
 
 
 class LogisticRegressionLearner(Learner):
@@ -47,35 +153,58 @@ class LogisticRegressionLearner(Learner):
         super().__init__(spec, n_classes, pool, seed)
         self._C: float | None = None
         self._searched_at: int | None = None
-        self._check: np.ndarray | None = None
+        self._searched_now = False
+        self.search_stats: list[dict] = []
+        """One entry per search: its rows, grid, scores and iterations (diagnosis and tests)."""
+
+    def fit_info(self) -> dict[str, float]:
+        """The last fit's C and whether it searched (1) or reused the last search's C (0)."""
+        if not self.spec.tuned:
+            return {"learner_C": float(self.spec.C), "learner_searched": 0.0}
+        if self._C is None:  # one class labelled so far: no model fitted
+            return {}
+        return {"learner_C": float(self._C), "learner_searched": float(self._searched_now)}
 
     def fit(self, features, labels, validation=None) -> LinearHead:
-        dim = features.shape[1]
-        weights = np.zeros((self.n_classes, dim), dtype=np.float32)
+        weights = np.zeros((self.n_classes, features.shape[1]), dtype=np.float32)
         bias = np.full(self.n_classes, UNSEEN_CLASS_BIAS, dtype=np.float32)
-        seen = np.unique(labels)
-        if seen.size == 1:  # one class labelled so far: it is predicted everywhere
-            bias[seen[0]] = 0.0
+        classes, y = np.unique(labels, return_inverse=True)
+        self._searched_now = False
+        if classes.size == 1:  # one class labelled so far: it is predicted everywhere
+            bias[classes[0]] = 0.0
             return LinearHead(weights, bias)
-        x = features if self.scaler is None else self.scaler(features)
-        with warnings.catch_warnings():
-            from sklearn.exceptions import ConvergenceWarning
+        x = self._scaled(features)
+        if self.spec.tuned:
+            span = RowSpan(x)
+            C = self.choose_C(span, y, classes, validation)
+            theta = solve(span.z, y, classes.size, C, weights=self._row_weights(y, classes.size))[0][0]
+            coef, intercept = span.expand(theta[:-1]).T, theta[-1]
+        else:
+            with warnings.catch_warnings():  # expected of a fixed C at few labels, many classes
+                from sklearn.exceptions import ConvergenceWarning
 
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            if self.spec.tuned:
-                model = self._not_one_class(self.choose_C(x, labels, validation), x, labels)
-            else:
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                warnings.filterwarnings("ignore", message="The number of unique classes is greater than 50%")
                 model = self._model(self.spec.C).fit(x, labels)
-        coef, intercept = model.coef_, model.intercept_
-        if seen.size == 2:  # binary: sklearn keeps one row; the softmax equivalent is +-w/2
-            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+            coef, intercept = model.coef_, model.intercept_
+            if classes.size == 2:  # binary: sklearn keeps one row; the softmax equivalent is +-w/2
+                coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+                intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
         if self.scaler is not None:  # (x - m) / s . w + b  =  x . (w / s) + (b - (w / s) . m)
             coef = coef / self.scaler.scale
             intercept = intercept - coef @ self.scaler.mean
-        weights[model.classes_] = coef
-        bias[model.classes_] = intercept
+        weights[classes] = coef
+        bias[classes] = intercept
         return LinearHead(weights, bias)
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        return x if self.scaler is None else self.scaler(x)
+
+    def _row_weights(self, y: np.ndarray, k: int) -> np.ndarray | None:
+        """``class_weight: balanced``: rows / (classes x the row's class count), as scikit-learn."""
+        if self.spec.class_weight is None:
+            return None
+        return (y.size / (k * np.bincount(y, minlength=k)))[y]
 
     def _model(self, C: float):
         from sklearn.linear_model import LogisticRegression
@@ -83,14 +212,14 @@ class LogisticRegressionLearner(Learner):
         return LogisticRegression(C=C, max_iter=self.spec.max_iter, tol=self.spec.tol,
                                   class_weight=self.spec.class_weight)
 
-    def choose_C(self, x: np.ndarray, labels: np.ndarray,
+    def choose_C(self, span: RowSpan, y: np.ndarray, classes: np.ndarray,
                  validation: tuple[np.ndarray, np.ndarray] | None) -> float:
-        """C for these labelled rows: searched again once they have doubled since the last
-        search (``search_growth``), else the last search's C (see ``resume``)."""
-        n = labels.size
+        """C for these labelled rows: searched again once they have grown by ``search_growth``
+        since the last search, else the last search's C."""
+        n = y.size
         if self._searched_at is not None and n < self.spec.search_growth * self._searched_at:
             return self._C
-        self._C, self._searched_at = self.search_C(x, labels, validation), n
+        self._C, self._searched_at, self._searched_now = self.search_C(span, y, classes, validation), n, True
         return self._C
 
     def resume(self, features: np.ndarray, labels: np.ndarray, order: list[int], sizes: list[int],
@@ -109,63 +238,38 @@ class LogisticRegressionLearner(Learner):
         if last is None:
             return
         rows = np.sort(np.asarray(order[:last]))  # in a mask's row order, as the search had them
-        x = features[rows] if self.scaler is None else self.scaler(features[rows])
-        self._C, self._searched_at = self.search_C(x, labels[rows], validation), last
+        classes, y = np.unique(labels[rows], return_inverse=True)
+        self._C = self.search_C(RowSpan(self._scaled(features[rows])), y, classes, validation)
+        self._searched_at = last
 
-    def search_C(self, x: np.ndarray, labels: np.ndarray,
+    def search_C(self, span: RowSpan, y: np.ndarray, classes: np.ndarray,
                  validation: tuple[np.ndarray, np.ndarray] | None) -> float:
-        """The C of ``C_grid`` with the best validation accuracy, or else the best mean
-        accuracy over stratified folds of the labelled rows (the larger C on ties)."""
-        grid = sorted(self.spec.C_grid)
+        """The C of ``C_grid`` whose converged models have the lowest held-out log-loss: on the
+        validation split when there is one, else summed over folds of the labelled rows (the
+        smaller C on exact ties). The middle of the grid only when no row can be held out (every
+        class labelled once)."""
+        grid, k = sorted(self.spec.C_grid), classes.size
+        weights = self._row_weights(y, k)
         if validation is not None:
-            val_x = validation[0] if self.scaler is None else self.scaler(validation[0])
-            scores = [float(np.mean(self._model(C).fit(x, labels).predict(val_x) == validation[1]))
-                      for C in grid]
+            known = np.isin(validation[1], classes)  # a class never labelled costs every C the same
+            held_y = np.searchsorted(classes, validation[1][known])
+            splits = [(np.arange(y.size), span.project(self._scaled(validation[0][known])), held_y)]
         else:
-            counts = np.bincount(labels)
-            wanted = self.spec.cv_folds if labels.size < MANY_ROWS else min(self.spec.cv_folds, 3)
-            folds = min(wanted, int(counts[counts > 0].min()))
-            if folds < 2:
-                return grid[len(grid) // 2]
-            scores = self._fold_scores(x, labels, grid, folds)
-        # The larger C among those within one held-out row of the best: at a few labels the
-        # folds differ by single rows, and the weaker penalty is the safer guess (measured).
-        slack = 1.0 / labels.size if validation is None else 1.0 / validation[1].size
-        best = np.flatnonzero(np.asarray(scores) >= np.max(scores) - slack - 1e-12)
-        return grid[int(best[-1])]
-
-    def _fold_scores(self, x: np.ndarray, labels: np.ndarray, grid: list[float], folds: int) -> np.ndarray:
-        """Mean held-out accuracy of each C over stratified folds, warm-started along the grid
-        within a fold; the search's L-BFGS stops early (it ranks candidates, keeps no model)."""
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold
-
-        scores = np.zeros(len(grid))
-        for train, held in StratifiedKFold(folds, shuffle=True, random_state=CV_SEED).split(x, labels):
-            model = LogisticRegression(C=grid[0], max_iter=SEARCH_MAX_ITER, tol=SEARCH_TOL,
-                                       class_weight=self.spec.class_weight, warm_start=True)
-            for index, C in enumerate(grid):
-                model.set_params(C=C).fit(x[train], labels[train])
-                scores[index] += np.mean(model.predict(x[held]) == labels[held]) / folds
-        return scores
-
-    def _check_rows(self) -> np.ndarray:
-        """The pool rows the one-class check predicts on: every row up to ``CHECK_ROWS``, else
-        an evenly strided sample of about that many (computed once)."""
-        if self._check is None:
-            rows = self.pool[:: max(1, self.pool.shape[0] // CHECK_ROWS)]
-            self._check = rows if self.scaler is None else self.scaler(rows)
-        return self._check
-
-    def _not_one_class(self, C: float, x: np.ndarray, labels: np.ndarray):
-        """The model at C, or at the next larger C of the grid while it predicts one class for
-        every pool row or every labelled row (several classes labelled: regularised into the
-        majority class)."""
-        grid = sorted(self.spec.C_grid)
-        model = self._model(C).fit(x, labels)
-        pool = self._check_rows()
-        for larger in (c for c in grid if c > C):
-            if np.unique(model.predict(pool)).size > 1 and np.unique(model.predict(x)).size > 1:
-                break
-            model = self._model(larger).fit(x, labels)
-        return model
+            folds = self.spec.cv_folds if y.size < MANY_ROWS else min(self.spec.cv_folds, 3)
+            fold = fold_of(y, folds)
+            splits = [(np.flatnonzero(fold != f), span.z[fold == f], y[fold == f]) for f in range(folds)]
+            splits = [split for split in splits if split[2].size]
+        if not splits or not splits[0][2].size:
+            return grid[len(grid) // 2]
+        train = np.array([np.isin(np.arange(y.size), rows) for rows, _, _ in splits])
+        losses = np.full(len(grid), np.inf)
+        iterations = np.zeros(len(grid), dtype=int)
+        theta = None  # warm start along the grid: fewer iterations, the same optimum
+        for index, C in enumerate(grid):
+            theta, iterations[index] = solve(span.z, y, k, C, train, weights, theta)
+            losses[index] = -sum(np.log(np.maximum(predict_proba(theta[s], held_z)[np.arange(held_y.size), held_y],
+                                                   1e-15)).sum() for s, (_, held_z, held_y) in enumerate(splits))
+            if index >= 2 and losses[index] > losses[index - 1] > losses[index - 2]:
+                break  # risen twice along the grid: the larger C are not fitted (iterations 0)
+        self.search_stats.append({"rows": y.size, "grid": grid, "losses": losses, "iterations": iterations})
+        return grid[int(np.argmin(losses))]

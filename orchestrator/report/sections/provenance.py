@@ -40,6 +40,7 @@ def build(context) -> Section:
         keys = data.trials[["dataset", "embedder", "embedding_key"]].drop_duplicates()
     counts = data.trials["status"].value_counts().rename_axis("status").reset_index(name="trials") \
         if not data.trials.empty else pd.DataFrame()
+    chosen = learner_choices(data.curves)
     dumped = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
     info = {"date": now, "experiment": config.experiment_name, "tracking_uri": context.meta.get("tracking_uri"),
             "result_version": RESULT_VERSION, "trials": len(data.trials), "versions": found,
@@ -51,5 +52,26 @@ def build(context) -> Section:
             + table(pd.DataFrame([found]).T.reset_index().set_axis(["package", "version"], axis=1),
                     caption="versions")
             + table(keys, caption="store keys")
+            + (table(chosen, caption="the learner's C per (dataset, embedder): over every cycle of every "
+                     "trial (metric learner_C); searched: the share of cycles that searched C, the others "
+                     "reused the last search's C") if not chosen.empty else "")
             + f"<details><summary>config</summary><pre>{esc(dumped)}</pre></details>")
-    return Section("provenance", TITLE, body, {**info, "store_keys": keys, "counts": counts, "config": dumped})
+    return Section("provenance", TITLE, body, {**info, "store_keys": keys, "counts": counts, "config": dumped,
+                                               "learner_C": chosen})
+
+
+def learner_choices(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, embedder): the C the learner used (median, range, the most frequent) and
+    the share of cycles that searched it; empty where no run logged ``learner_C``."""
+    if curves.empty or "learner_C" not in curves or curves["learner_C"].isna().all():
+        return pd.DataFrame()
+    used = curves.dropna(subset=["learner_C"])
+    grouped = used.groupby(["dataset", "embedder"], sort=True)
+    return pd.DataFrame({
+        "cycles": grouped.size(),
+        "median C": grouped["learner_C"].median(),
+        "min C": grouped["learner_C"].min(),
+        "max C": grouped["learner_C"].max(),
+        "most used C": grouped["learner_C"].agg(lambda c: c.mode().iloc[0]),
+        "searched": grouped["learner_searched"].mean().round(3) if "learner_searched" in used else float("nan"),
+    }).reset_index()
