@@ -59,6 +59,8 @@ def test_a_learner_predicting_one_class_is_warned_and_tagged(ray_session, corpus
     assert run.metrics["single_class_cycles"] >= 1
     assert "one class for every test row" in run.tags["albench.warnings.learner"]
     assert {v for _, v in tracker.curve(run.run_id, "predicted_classes")} >= {1.0}
+    assert {v for _, v in tracker.curve(run.run_id, "learner_C")} == {1.0}  # the C of every cycle
+    assert {v for _, v in tracker.curve(run.run_id, "learner_searched")} == {0.0}
 
 
 def test_strategies_that_need_a_linear_head_refuse_the_mlp(corpus, tmp_path):

@@ -62,6 +62,39 @@ def test_resume_from_checkpoint_gives_the_uninterrupted_curve(data, strategy, st
     assert curve(full[: stop_after + 1] + resumed) == curve(full)
 
 
+def test_every_cycle_logs_the_learners_C_and_whether_it_searched(data):
+    """C: auto searches at 8 labelled rows, then whenever they have doubled (16, 32); the other
+    cycles reuse the last C. Every C is one of the grid; no warning escapes a cycle."""
+    records = list(run_trajectory(trial(), data))
+    searched = [r.n_labelled for r in records if r.metrics()["learner_searched"] == 1]
+    assert searched == [8, 16, 32]
+    assert all(r.metrics()["learner_C"] in LogisticRegressionSpec().C_grid for r in records)
+    assert [r.metrics()["warnings"] for r in records] == [0] * len(records)
+    fixed = list(run_trajectory(trial(learner=LogisticRegressionSpec(C=3.0)), data))
+    assert {(r.metrics()["learner_C"], r.metrics()["learner_searched"]) for r in fixed} == {(3.0, 0.0)}
+
+
+def test_unexpected_warnings_are_counted_per_cycle_not_printed(data, monkeypatch):
+    """A warning nothing expects is counted in the cycle's ``warnings`` metric and does not
+    reach the caller (inside an actor Ray would print each on the driver's terminal)."""
+    import warnings
+
+    from workers.learners.logistic import LogisticRegressionLearner
+
+    original = LogisticRegressionLearner.fit
+
+    def fit(self, *args, **kwargs):
+        warnings.warn("something odd", RuntimeWarning, stacklevel=1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LogisticRegressionLearner, "fit", fit)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        records = list(run_trajectory(trial(), data))
+    assert [r.metrics()["warnings"] for r in records] == [1] * len(records)
+    assert caught == []
+
+
 def test_seed_changes_the_curve_and_strategies_share_the_initial_pool(data):
     a = list(run_trajectory(trial("margin", seed=0), data))
     b = list(run_trajectory(trial("entropy", seed=0), data))
