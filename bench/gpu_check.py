@@ -46,6 +46,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -211,7 +212,9 @@ def compare(a: np.ndarray, b: np.ndarray) -> dict:
     if a.shape != b.shape:
         raise AssertionError(f"vectors of shapes {a.shape} and {b.shape}")
     cosine = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-30)
-    return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cosine.min())}
+    return {"max_abs_diff": float(np.abs(a - b).max()), "min_cosine": float(cosine.min()),
+            "rows": int(a.shape[0]), "nonfinite_rows": [int((~np.isfinite(v).all(1)).sum())
+                                                        for v in (a, b)]}
 
 
 def peak_reset() -> None:
@@ -723,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=450.0,
                         help="parts that would not fit in what is left are skipped")
     parser.add_argument("--parts", default="minilm,decoder,strategies,grid")
+    parser.add_argument("--keep-work", action="store_true",
+                        help="keep the temporary folder (models, stores, the grid's MLflow database)")
     args = parser.parse_args(argv)
     if args.cpu:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before torch and Ray look
@@ -757,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(Exception):
             ray.shutdown()
         check.write()
+        if not args.keep_work:  # the 7B folder alone is 14 GiB
+            shutil.rmtree(check.work, ignore_errors=True)
     check.log(f"done: {check.out / 'gpu-check.json'}, {check.out / 'gpu-check.md'}")
     return 0 if all(p["status"] == "ok" for p in check.result["parts"].values()) else 1
 

@@ -34,12 +34,14 @@ def test_gpu_check_cpu_small(tmp_path):
     minilm = parts["minilm"]
     assert (minilm["device"], minilm["precision"]) == ("cpu", "float32")
     assert minilm["vectors"]["max_abs_diff"] < 1e-5 and minilm["vectors"]["min_cosine"] > 0.99999
+    assert minilm["vectors"]["rows"] == 48 and minilm["vectors"]["nonfinite_rows"] == [0, 0]
     assert minilm["plain_texts_per_s"] > 0 and minilm["stage_texts_per_s"] > 0 and minilm["ratio"] > 0
 
     decoder = parts["decoder"]
     assert decoder["precision_auto"] == "float32" and decoder["model_dtype"] == "torch.float32"
     assert decoder["shape"]["num_hidden_layers"] == 2 and decoder["linear_params"] > 0
     assert decoder["vectors"]["max_abs_diff"] < 1e-4 and decoder["vectors"]["min_cosine"] > 0.9999
+    assert decoder["vectors"]["nonfinite_rows"] == [0, 0]
     for path in ("stage", "plain"):
         assert decoder[path]["texts_per_s"] > 0 and decoder[path]["tflops"] >= 0
         assert decoder[path]["mfu"] is None  # no card, no peak: no MFU invented
