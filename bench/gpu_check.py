@@ -82,7 +82,7 @@ SHAPES = {  # full (one GPU) and small (CI, CPU)
              "decoder": {}, "decoder_texts": 6000, "decoder_batch": 128,
              "pool": (100_000, 1024, 20), "labelled": 1000, "query": 100,
              "grid_rows": (2000, 400), "grid_cycles": 5},
-    "small": {"minilm_texts": 48, "minilm_pairs": 1, "minilm_batch": 64, "words": 10.0,
+    "small": {"minilm_texts": 32, "minilm_pairs": 1, "minilm_batch": 64, "words": 6.0,
               "minilm_through_ray": False, "grid_actors": 1,
               "decoder": {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128,
                           "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -743,7 +743,9 @@ def main(argv: list[str] | None = None) -> int:
         started=time.strftime("%Y-%m-%d %H:%M:%S %Z"), mode=("cpu" if args.cpu else "gpu")
         + (", small" if args.small else ""), card=name, peak_bf16_flops=peak,
         torch=torch.__version__, cuda=torch.version.cuda, python=platform.python_version(),
-        cpus=os.cpu_count(), budget_s=args.budget_s, host=platform.node())
+        cpus=os.cpu_count(), budget_s=args.budget_s, host=platform.node(),
+        float32_matmul_precision=torch.get_float32_matmul_precision(),
+        cuda_matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
     if not args.cpu and name is None:
         check.log("no CUDA device: the GPU parts run on the CPU (use --cpu --small to mean it)")
     import ray
