@@ -363,7 +363,8 @@ def plain_decoder_loop(model, tokenizer, batch_texts: list[str], prompt: str, ba
                             max_length=max_length, return_tensors="pt")
             real += int(enc["attention_mask"].sum())
             padded += int(enc["attention_mask"].numel())
-            enc = {k: v.to(where, non_blocking=True) for k, v in enc.items()}
+            enc = {k: v.to(where, non_blocking=True) for k, v in enc.items()
+                   if k in ("input_ids", "attention_mask")}  # a decoder takes no token types
             hidden = model(**enc).last_hidden_state[:, -1]
             out[rows] = torch.nn.functional.normalize(hidden.float(), dim=1).cpu().numpy()
     return out, real, padded
