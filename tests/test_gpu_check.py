@@ -49,9 +49,13 @@ def test_gpu_check_cpu_small(tmp_path):
 
     strategies = parts["strategies"]["results"]
     assert sorted(strategies) == QUERY_STRATEGIES.names()
-    assert all(r["same"] and r["overlap"] == 1.0 for r in strategies.values()), strategies
-    # the torch kernels ran (on the CPU) for the strategies that have them
-    assert {name for name, r in strategies.items() if r["uses_device"]} >= {"badge", "coreset", "probcover"}
+    # the torch kernels ran (on the CPU) for the strategies that have them, and chose the same rows
+    kernels = {name: r for name, r in strategies.items() if r["uses_device"]}
+    assert set(kernels) >= {"badge", "coreset", "probcover"}
+    assert all(r["same"] is True and r["overlap"] == 1.0 and r["device_ran"] == ["cpu"]
+               for r in kernels.values()), kernels
+    assert all(r["same"] is None and r["cpu_seconds"] >= 0 for name, r in strategies.items()
+               if name not in kernels)
 
     grid = parts["grid"]
     assert grid["finished"] == grid["trials"] == 4 and not grid["failed"]
