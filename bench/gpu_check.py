@@ -721,8 +721,8 @@ def summary(result: dict) -> str:
         lines += [(f"{part['finished']}/{part['trials']} trials finished in {part['wall_seconds']} s "
                   f"(failed: {part['failed'] or 'none'}); store entry {entry['precision']} on "
                   f"{entry['device']} (expected {part['expected_precision']}); MLflow embedding run "
-                  f"{run['status']}: {run['device']}, {run['precision']}, {run['texts_per_s']} "
-                  f"texts/s; a CPU-only Ray actor sees {part['trajectory_worker_sees']}.")]
+                  f"{run['status']}: {run['device']}, {run['precision']}, "
+                  f"{run['texts_per_s'] or 0:,.0f} texts/s; a CPU-only Ray actor sees {part['trajectory_worker_sees']}.")]
     return "\n".join(lines) + "\n"
 
 
