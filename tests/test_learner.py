@@ -165,6 +165,21 @@ def test_the_search_tells_candidates_apart_and_regularises_a_noisy_task():
         assert np.mean(head.logits(x[test]).argmax(1) == y[test]) > np.mean(largest.logits(x[test]).argmax(1) == y[test])
 
 
+def test_a_candidate_regularised_into_the_majority_class_is_never_chosen():
+    """20 labels of a weak binary task: the strongest penalties shrink the weights until the
+    intercept alone decides (one class for every row); the search passes over such a C even
+    when its held-out score is good, so the head predicts both classes."""
+    x, y = _noisy(n=2000, d=384, classes=2, flip=0.4, seed=3)
+    collapsed = 0
+    for seed in range(8):
+        rows = np.sort(np.random.default_rng(seed).permutation(2000)[:20])
+        learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 2, x, seed=0)
+        head = learner.fit(x[rows], y[rows])
+        assert np.unique(head.logits(x).argmax(axis=1)).size == 2
+        collapsed += np.unique(fixed(2, x, GRID[0]).fit(x[rows], y[rows]).logits(x).argmax(axis=1)).size == 1
+    assert collapsed >= 4  # the situation is real: the smallest C collapses on most draws
+
+
 def test_rare_classes_do_not_switch_the_search_off():
     """20-40 labels of 77 classes, most of them seen once: the search still runs over the rows
     of the classes seen twice or more (singletons always in training) and scores every C."""
@@ -184,7 +199,8 @@ def test_rare_classes_do_not_switch_the_search_off():
 
 
 def test_the_validation_split_chooses_C():
-    """With a validation split, C is the candidate whose model has the lowest log-loss on it."""
+    """With a validation split, C is the candidate whose model has the lowest Brier score on it
+    (a candidate that predicts one class for every labelled row excepted)."""
     from workers.learners.logistic import RowSpan, predict_proba, solve
 
     x, y = _noisy(seed=4)
@@ -192,14 +208,16 @@ def test_the_validation_split_chooses_C():
     learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 3, x, seed=0)
     learner.fit(x[:60], y[:60], validation)
     span = RowSpan(x[:60])
-    losses = []
+    scores = []
     for C in GRID:
         theta = solve(span.z, y[:60], 3, C)[0][0]
-        p = predict_proba(theta, span.project(validation[0]))[np.arange(400), validation[1]]
-        losses.append(-np.log(p).sum())
-    fitted = np.isfinite(learner.search_stats[-1]["losses"])
-    assert learner.fit_info()["learner_C"] == GRID[int(np.argmin(losses))]
-    np.testing.assert_allclose(learner.search_stats[-1]["losses"][fitted], np.array(losses)[fitted], rtol=1e-3)
+        p = predict_proba(theta, span.project(validation[0]))
+        one_class = np.unique(predict_proba(theta, span.z).argmax(1)).size == 1
+        scores.append(np.inf if one_class else np.sum((p - np.eye(3)[validation[1]]) ** 2))
+    search = learner.search_stats[-1]
+    fitted = np.isfinite(search["losses"]) & ~search["collapsed"]
+    assert learner.fit_info()["learner_C"] == GRID[int(np.argmin(np.where(fitted, scores, np.inf)))]
+    np.testing.assert_allclose(search["losses"][fitted], np.array(scores)[fitted], rtol=1e-3)
 
 
 def test_expected_scikit_learn_warnings_stay_inside_the_learner():

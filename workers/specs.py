@@ -237,7 +237,7 @@ class LogisticRegressionSpec(Spec):
     The default (``C: auto``) chooses its regularisation from the labelled rows alone: every C
     of ``C_grid`` fitted to convergence on folds of the labelled rows (a class labelled once stays
     in training) or on the validation split when ``protocol.validation`` is set, the C with the
-    lowest held-out log-loss winning; searched on the first cycle and again whenever the labelled
+    lowest held-out Brier score winning (never one that predicts a single class); searched on the first cycle and again whenever the labelled
     rows have grown by ``search_growth`` (measured in bench/learner.py; see the README).
     ``C: <number>`` is the study's fixed head, scikit-learn's ``LogisticRegression(C)``;
     ``C: 1.0`` is exactly the learner of albench before (result version 1).
@@ -252,7 +252,7 @@ class LogisticRegressionSpec(Spec):
     C_grid: tuple[Annotated[float, Field(gt=0)], ...] = Field(
         (0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0), min_length=2,
         description="Candidates of C: auto (fitted in ascending order; the larger ones are skipped "
-        "once the held-out log-loss has risen at two successive candidates).")
+        "once the held-out score has risen at two successive candidates).")
     cv_folds: int = Field(5, ge=2, le=10, description="Cross-validation folds of C: auto (3 from 100 "
                           "labelled rows on).")
     search_growth: float = Field(
@@ -345,8 +345,8 @@ class TrialSpec(Spec):
 RESULT_VERSION = 3
 """Bump when a change to albench alters curves, so old results are not taken as current.
 2: the default learner chooses C per cycle on standardised features (was: C = 1 on raw ones).
-3: C: auto's candidates are converged models, scored by held-out log-loss on folds that keep
-   rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties)."""
+3: C: auto's candidates are converged models, scored by the held-out Brier score on folds that
+   keep rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties)."""
 
 
 def stable_hash(payload: Any) -> str:

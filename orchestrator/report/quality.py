@@ -16,6 +16,7 @@ import pandas as pd
 
 from workers.files import atomic_write
 from workers.hashing import content_hash
+from workers.specs import RESULT_VERSION
 from workers.store import EmbeddingStore, StoreCorruptionError
 
 PRECISIONS = ("float32", "bfloat16", "float16")
@@ -49,7 +50,7 @@ def measure(jobs, learner_spec, store_root: str | Path, cache_path: Path) -> tup
             messages.append(f"{job.dataset_name} / {job.embedder.name}: embeddings not in the store "
                             f"({store_root}); `albench embed CONFIG` computes them")
             continue
-        address = content_hash(key, ":learner=", learner_json)
+        address = content_hash(key, ":learner=", learner_json, f":result_version={RESULT_VERSION}")
         entry = cache.get(address)
         cached = entry is not None
         if entry is None:
