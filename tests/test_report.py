@@ -76,6 +76,9 @@ def test_report_files(report, grid):
         assert column in results, column
     curves = pd.read_parquet(report / "curves.parquet")
     assert len(curves) == len(plan.trials) * 4 and {"strategy", "step", "accuracy"} <= set(curves.columns)
+    grid_C = set(plan.config.learner.C_grid)  # the learner's C of every cycle, searched or reused
+    assert set(curves["learner_C"]) <= grid_C and set(curves["learner_searched"]) <= {0.0, 1.0}
+    assert (curves.loc[curves["step"] == curves["step"].min(), "learner_searched"] == 1).all()
     stats = _no_nan((report / "stats.json").read_text())
     assert not [s for s in stats["sections"].values() if "error" in s]
     assert stats["sections"]["comparison"]["sample_unit"].startswith("a problem = dataset x embedder")
@@ -85,6 +88,8 @@ def test_report_files(report, grid):
             "initial_pool.svg", "quality_vs_gain.png", "cost.svg"} <= set(stats["figures"])
     quality = {(q["dataset"], q["embedder"]): q["quality"] for q in stats["sections"]["quality"]["quality"]}
     assert set(quality) == {("topics", "tfidf"), ("topics", "glove")} and all(0.5 < v <= 1 for v in quality.values())
+    chosen = stats["sections"]["provenance"]["learner_C"]
+    assert {(c["dataset"], c["embedder"]) for c in chosen} == set(quality) and all(c["median C"] in grid_C for c in chosen)
     pools = stats["sections"]["initial-pool"]["gains"]
     assert {p["initial_pool"] for p in pools} == {"typiclust"} and len(pools) == 4  # 2 embedders x 2 metrics
 
