@@ -28,7 +28,9 @@ EXIT_CONFIG = 2
 EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
-ISSUES_URL = "https://github.com/albench/albench/issues"
+REPORT_TO = ("please send the command, your config and that file to albench's maintainers (an issue "
+             "in the repository you installed albench from)")
+"""Where an internal error is reported: albench has no address of its own to name."""
 
 
 def _or_exit(step, argument):
@@ -168,7 +170,7 @@ def run(
     from orchestrator.ray_runtime import ClusterConnectError
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
-    from orchestrator.tracking import GridHeldError
+    from orchestrator.tracking import GridHeldError, masked
     from orchestrator.tracking.writer import TrackingWriteError
 
     config = _load(config_path)
@@ -204,9 +206,10 @@ def run(
         reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
                       f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
-    where = (f"its UI is the server's: {config.tracking.uri}"
-             if config.tracking.uri.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
-    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} ({where})")
+    shown = masked(config.tracking.uri)
+    where = (f"its UI is the server's: {shown}"
+             if shown.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
+    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {shown} ({where})")
     if not no_report:
         _report_after_run(config_path, config, plan, tracker)
     if summary.failed:
@@ -324,7 +327,9 @@ def ui(
 
     config = _load(config_path) if config_path else None
     uri = config.tracking.uri if config is not None else "sqlite:///mlflow.db"
-    reporter.say(f"MLflow UI on http://{host}:{port} ({uri})")
+    from orchestrator.tracking import masked
+
+    reporter.say(f"MLflow UI on http://{host}:{port} ({masked(uri)})")
     if config is not None and config.tracking.backend == "mlflow":
         from orchestrator.tracking.mlflow_backend import experiment_url
 
@@ -353,12 +358,14 @@ def main() -> None:
         log = _internal_error_log(exc)
         reporter.error(f"internal error: {type(exc).__name__}: {exc}")
         reporter.say(f"This is a bug in albench, not in your input. The traceback is in {log}; "
-                     f"please report it at {ISSUES_URL} with that file.")
+                     f"{REPORT_TO}.")
         sys.exit(EXIT_INTERNAL)
 
 
 def _internal_error_log(exc: BaseException) -> Path:
     """Write the traceback where the user can find it (``$ALBENCH_LOG_DIR``, else ./.albench/logs)."""
+    from orchestrator.tracking.base import masked
+
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     lines = traceback.format_exception(exc)
     for folder in (os.environ.get("ALBENCH_LOG_DIR"), ".albench/logs", tempfile.gettempdir()):
@@ -367,7 +374,7 @@ def _internal_error_log(exc: BaseException) -> Path:
         try:
             path = Path(folder).absolute() / f"albench-error-{stamp}-{os.getpid()}.log"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"albench {' '.join(sys.argv[1:])}\n\n" + "".join(lines))
+            path.write_text(masked(f"albench {' '.join(sys.argv[1:])}\n\n" + "".join(lines)))
             return path
         except OSError:
             continue

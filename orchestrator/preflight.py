@@ -25,6 +25,8 @@ from workers.fs import ObjectPath, is_remote
 def folder_problem(field: str, path: Path) -> str | None:
     """Why ``path`` cannot be (or become) a writable folder, or None."""
     where = Path(path).absolute()
+    if (problem := _link_problem(field, where)) is not None:
+        return problem
     if where.exists() and not where.is_dir():
         return f"{field}: {where} is a file, not a folder; fix: give a folder path (or move the file)"
     existing = next(p for p in (where, *where.parents) if p.exists())
@@ -35,6 +37,23 @@ def folder_problem(field: str, path: Path) -> str | None:
             pass
     except OSError as exc:
         return f"{field}: {existing} is not writable ({exc.strerror}); fix: choose a writable folder"
+    return None
+
+
+def _link_problem(field: str, where: Path) -> str | None:
+    """A symbolic link on the way to ``where`` that loops or points nowhere (``exists()`` says
+    False for both, and creating the folder then fails), or None."""
+    for step in (where, *where.parents):
+        try:
+            os.stat(step)
+            return None
+        except FileNotFoundError:
+            if os.path.islink(step):
+                return (f"{field}: {where} goes through {step}, a symbolic link to {os.readlink(step)}, "
+                        "which does not exist; fix: correct or remove the link, or choose another folder")
+        except OSError as exc:
+            return (f"{field}: {where} cannot be reached ({step}: {exc.strerror}: a symbolic link "
+                    "loop?); fix: correct or remove the symbolic links, or choose another folder")
     return None
 
 

@@ -35,11 +35,12 @@ from orchestrator.tracking.base import (
     TrackingURIError,
     TrialRun,
     best_runs,
+    masked,
 )
 from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
-from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
+from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists, use_server_credentials
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -107,7 +108,10 @@ class MlflowTracker:
         """``create=False`` (read-only commands): a missing store or experiment is read as empty
         and is not created."""
         check_uri(uri)
+        uri = use_server_credentials(uri)
         self.uri = uri
+        """The URI MLflow is given (a server's credentials moved to MLflow's variables); the
+        password of a database URI is in it: show ``masked(uri)``."""
         self.experiment = experiment
         self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
@@ -136,9 +140,9 @@ class MlflowTracker:
                 self.bulk = mlflow_sql.supports(self.store)
                 self.rest = None if self.bulk else for_store(self.store, self._count)
         except (MlflowException, SQLAlchemyError) as exc:
-            reason = " ".join(str(exc).split())[:400]
+            reason = masked(" ".join(str(exc).split())[:400])
             raise TrackingURIError(
-                f"tracking.uri: {uri!r} cannot be opened as an MLflow tracking store ({reason}); fix: "
+                f"tracking.uri: {masked(uri)!r} cannot be opened as an MLflow tracking store ({reason}); fix: "
                 "point tracking.uri at an MLflow database or server (move a damaged file away: a new "
                 "one is created)") from None
 
@@ -283,7 +287,7 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(run.info.run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                              params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+                              params=[Param(k, masked(str(v))[:6000]) for k, v in params.items()])
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 

@@ -9,6 +9,7 @@ creation.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -17,9 +18,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
-from orchestrator.tracking.base import TrackingURIError
+from orchestrator.tracking.base import TrackingURIError, masked
 
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 """What MLflow 3 can track to (``file:`` needs MLFLOW_ALLOW_FILE_STORE and is not offered)."""
@@ -37,13 +38,38 @@ def sqlite_path(uri: str) -> Path | None:
     return None if database in (None, "", ":memory:") else Path(database)
 
 
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """An ``http(s)://user:password@host`` URI as (the URI without them, user, password); MLflow
+    takes a server's credentials from MLFLOW_TRACKING_USERNAME/PASSWORD, not from the URI. Any
+    other URI comes back as it is, with (None, None)."""
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https") or "@" not in url.netloc:
+        return uri, None, None
+    host = url.netloc.rpartition("@")[2]
+    return (urlunparse(url._replace(netloc=host)), unquote(url.username or "") or None,
+            unquote(url.password or "") or None)
+
+
+def use_server_credentials(uri: str) -> str:
+    """The URI MLflow is given for ``uri``: a server's credentials moved from the URI to MLflow's
+    basic-auth variables (where its client and the REST writer read them), the URI without them."""
+    clean, user, password = split_credentials(uri)
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+    if password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return clean
+
+
 def check_uri(uri: str) -> None:
     """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, SQLite folder, server)."""
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in SCHEMES:
         raise TrackingURIError(
-            f"tracking.uri: {uri!r} has the scheme {scheme or '(none)'!r}, which MLflow cannot track "
+            f"tracking.uri: {masked(uri)!r} has the scheme {scheme or '(none)'!r}, which MLflow cannot track "
             f"to; fix: use one of {', '.join(s + '://' for s in SCHEMES)} (e.g. sqlite:///mlflow.db)")
+    if scheme not in ("http", "https", "databricks"):
+        _check_driver(uri)
     path = sqlite_path(uri)
     if path is not None:
         _check_sqlite(uri, path)
@@ -51,7 +77,36 @@ def check_uri(uri: str) -> None:
         _check_server(uri)
 
 
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pymysql": "PyMySQL",
+                   "MySQLdb": "mysqlclient", "pyodbc": "pyodbc", "pg8000": "pg8000", "asyncpg": "asyncpg",
+                   "pymssql": "pymssql", "mysql": "mysql-connector-python"}
+"""The pip package of each database driver SQLAlchemy imports (by the module it imports)."""
+
+
+def _check_driver(uri: str) -> None:
+    """The database driver of ``uri`` importable (SQLAlchemy imports it on first use: an
+    ImportError there would surface as an internal error)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(uri)
+        url.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise TrackingURIError(f"tracking.uri: {masked(uri)!r} is not a database URI SQLAlchemy "
+                               f"knows ({masked(str(exc))}); fix: e.g. sqlite:///mlflow.db or "
+                               "postgresql+psycopg://user:password@host:5432/db") from None
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module or "its driver")
+        raise TrackingURIError(
+            f"tracking.uri: {masked(uri)!r} needs the Python package {package!r} (the driver "
+            f"{module!r} that SQLAlchemy uses for {url.drivername}://), which is not installed; fix: "
+            f"pip install {package!r} (in albench's environment)") from None
+
+
 def _check_sqlite(uri: str, path: Path) -> None:
+    uri = masked(uri)
     where = path.absolute()
     if where.is_dir():
         raise TrackingURIError(f"tracking.uri: {uri!r} names the folder {where}, not a database "
@@ -71,8 +126,14 @@ def _check_sqlite(uri: str, path: Path) -> None:
 
 
 def _check_server(uri: str) -> None:
+    clean, user, password = split_credentials(uri)
+    request = urllib.request.Request(f"{clean.rstrip('/')}/health")
+    if user is not None or password is not None:
+        basic = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    uri = masked(uri)
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_SECONDS):
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS):
             return
     except urllib.error.HTTPError as exc:
         if exc.code < 500:
