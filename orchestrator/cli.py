@@ -309,6 +309,33 @@ def _said_report(folder: Path, config, tracker) -> None:
         reporter.say(f"report logged to MLflow: run {run_id} (named 'report') of {config.experiment_name!r}")
 
 
+@app.command("migrate-db")
+def migrate_db(uri: str = typer.Argument(..., metavar="URI", help="The tracking URI (tracking.uri) "
+                                         "of a database written by an older MLflow.")) -> None:
+    """Migrate a database of an older MLflow to this MLflow's schema (one way): a SQLite file is
+    copied aside first; any other database: take a backup first. Nothing else is changed."""
+    from orchestrator.tracking import TrackingURIError, masked
+    from orchestrator.tracking.mlflow_schema import migrate
+    from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
+
+    try:
+        if not store_exists(uri):
+            raise TrackingURIError(f"{masked(uri)!r}: no database there; fix: give the tracking.uri "
+                                   "of an existing MLflow database")
+        check_uri(uri)
+    except TrackingURIError as exc:
+        if "older MLflow" not in str(exc):
+            reporter.error(str(exc))
+            raise typer.Exit(EXIT_CONFIG) from None
+    with creation_lock(uri):
+        state, copy = migrate(uri)
+    if state == "older":
+        kept = f"; the database as it was is kept in {copy}" if copy else ""
+        reporter.say(f"migrated {masked(uri)} to this MLflow's schema{kept}")
+    else:
+        reporter.say(f"{masked(uri)} is already at this MLflow's schema: nothing to migrate")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON schema of the config (with the registered strategy names)."""

@@ -152,6 +152,12 @@ CASES = [
      ["datasets[topics].source.label_column", "non-integer numbers", "datasets[topics].float_labels: true"]),
     ("name-over-mlflow-limit", lambda c, w, s: dict(c, name="n" * 1000),
      ["name: 1000 characters, over MLflow's limit of 500", "fix: shorten name"]),
+    ("postgresql-down", _set("tracking", "uri",
+                             lambda s: f"postgresql+psycopg://albench:{SECRET}@127.0.0.1:{_free_port()}/grid"),
+     ["tracking.uri: cannot connect to the database server of 'postgresql+psycopg://albench:***@127.0.0.1",
+      "Connection refused", "fix: start it"]),
+    ("databricks-without-credentials", _set("tracking", "uri", "databricks://nowhere"),
+     ["tracking.uri", "needs Databricks credentials", "fix: set DATABRICKS_HOST and DATABRICKS_TOKEN"]),
     ("all-problems-at-once", _all_at_once,
      ["3 problem", "tracking.uri", "store.path", "datasets[topics].source.train"]),
 ]

@@ -107,7 +107,7 @@ class MlflowTracker:
     def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
         """``create=False`` (read-only commands): a missing store or experiment is read as empty
         and is not created."""
-        check_uri(uri)
+        check_uri(uri, writing=create)
         uri = use_server_credentials(uri)
         self.uri = uri
         """The URI MLflow is given (a server's credentials moved to MLflow's variables); the
@@ -126,7 +126,9 @@ class MlflowTracker:
         if not create and not store_exists(uri):
             return  # read as empty; an MlflowClient would create the file
         try:
-            with creation_lock(uri):  # MLflow creates and migrates the schema on first use
+            # MLflow creates the schema on first use; a read-only command creates nothing and
+            # takes no lock (the schema was checked: a read-only grid can be read)
+            with creation_lock(uri) if create else contextlib.nullcontext():
                 self._mlflow = self.client._client = MlflowClient(tracking_uri=uri)
                 found = self.client.get_experiment_by_name(experiment)
                 if found is None and create:
@@ -142,9 +144,8 @@ class MlflowTracker:
         except (MlflowException, SQLAlchemyError) as exc:
             reason = masked(" ".join(str(exc).split())[:400])
             raise TrackingURIError(
-                f"tracking.uri: {masked(uri)!r} cannot be opened as an MLflow tracking store ({reason}); fix: "
-                "point tracking.uri at an MLflow database or server (move a damaged file away: a new "
-                "one is created)") from None
+                f"tracking.uri: MLflow cannot open {masked(uri)!r} ({reason}); fix: what MLflow says "
+                "above, or name another tracking store") from None
 
     def _create_experiment(self, name: str) -> str:
         try:

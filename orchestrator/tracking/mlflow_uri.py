@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 import urllib.error
@@ -61,8 +62,10 @@ def use_server_credentials(uri: str) -> str:
     return clean
 
 
-def check_uri(uri: str) -> None:
-    """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, SQLite folder, server)."""
+def check_uri(uri: str, writing: bool = True) -> None:
+    """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, driver, SQLite folder,
+    server, a database that is not MLflow's or of another MLflow's schema); ``writing=False``
+    (read-only commands): a database that can be read is enough."""
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in SCHEMES:
         raise TrackingURIError(
@@ -72,9 +75,28 @@ def check_uri(uri: str) -> None:
         _check_driver(uri)
     path = sqlite_path(uri)
     if path is not None:
-        _check_sqlite(uri, path)
+        _check_sqlite(uri, path, writing)
     elif scheme in ("http", "https"):
         _check_server(uri)
+    elif scheme == "databricks":
+        _check_databricks(uri)
+    if scheme not in ("http", "https", "databricks") and store_exists(uri):
+        from orchestrator.tracking.mlflow_schema import check_schema
+
+        with creation_lock(uri, shared=True):
+            check_schema(uri)
+
+
+def _check_databricks(uri: str) -> None:
+    """Databricks credentials present (MLflow would fail deep inside its client without them)."""
+    profile = urlparse(uri).netloc or "DEFAULT"
+    config = Path(os.environ.get("DATABRICKS_CONFIG_FILE", "~/.databrickscfg")).expanduser()
+    if os.environ.get("DATABRICKS_HOST") or (config.is_file() and f"[{profile}]" in config.read_text(errors="replace")):
+        return
+    raise TrackingURIError(
+        f"tracking.uri: {masked(uri)!r} needs Databricks credentials, and none are set (no "
+        f"DATABRICKS_HOST, no [{profile}] profile in {config}); fix: set DATABRICKS_HOST and "
+        "DATABRICKS_TOKEN (or run `databricks configure`), or track to sqlite:///mlflow.db")
 
 
 DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pymysql": "PyMySQL",
@@ -105,13 +127,25 @@ def _check_driver(uri: str) -> None:
             f"pip install {package!r} (in albench's environment)") from None
 
 
-def _check_sqlite(uri: str, path: Path) -> None:
+def _check_sqlite(uri: str, path: Path, writing: bool = True) -> None:
     uri = masked(uri)
     where = path.absolute()
     if where.is_dir():
         raise TrackingURIError(f"tracking.uri: {uri!r} names the folder {where}, not a database "
                                "file; fix: add a file name, e.g. sqlite:///mlflow.db")
     if where.exists():
+        if writing:  # SQLite writes a journal beside the file: its folder must take files
+            try:  # root passes every permission check: only a real write tells
+                with tempfile.TemporaryFile(dir=where.parent):
+                    pass
+                with open(where, "r+b"):
+                    pass
+            except OSError as exc:
+                raise TrackingURIError(
+                    f"tracking.uri: the database {where} cannot be written ({exc.strerror}: SQLite "
+                    f"writes a journal in {where.parent}); fix: make the file and its folder writable, "
+                    "or copy the database to a writable folder; `albench status` and `albench "
+                    "report --out DIR` read it as it is") from None
         return
     existing = next(p for p in where.parents if p.exists())
     if not existing.is_dir():
@@ -133,11 +167,31 @@ def _check_server(uri: str) -> None:
         request.add_header("Authorization", f"Basic {basic}")
     uri = masked(uri)
     try:
-        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS):
-            return
+        try:
+            with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise
+        # something answers /health (or guards it, or is an older server): is it MLflow's API?
+        request.full_url = f"{clean.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS) as answer:
+            body = answer.read()
+        try:
+            answered = json.loads(body or b"{}")
+        except ValueError:
+            answered = None
+        if not isinstance(answered, dict):
+            raise TrackingURIError(_not_mlflow(uri, f"its API answers {body[:60]!r}"))
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            given = "the credentials in the URI" if user is not None else "no credentials"
+            raise TrackingURIError(
+                f"tracking.uri: the MLflow server at {uri} refused {given} ({exc.code} {exc.reason}); "
+                "fix: put the user and password in the URI (http://user:password@host:port) or set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)") from None
         if exc.code < 500:
-            return  # something answers (a proxy that guards /health, an older server): let MLflow speak
+            raise TrackingURIError(_not_mlflow(uri, f"{exc.code} {exc.reason} on its API")) from None
         # a gateway whose MLflow is down (or a server that cannot reach its database): MLflow
         # would retry every call for minutes before it said anything
         raise TrackingURIError(
@@ -161,21 +215,40 @@ def _check_server(uri: str) -> None:
             "(mlflow server --backend-store-uri ... --host 127.0.0.1) or correct the URI") from None
 
 
+def _not_mlflow(uri: str, what: str) -> str:
+    return (f"tracking.uri: the web server at {uri} is not an MLflow server ({what}); fix: give the "
+            "address of the MLflow server (mlflow server ... --host 127.0.0.1 --port 5000), with the "
+            "path it is served under if it is behind a proxy")
+
+
 @contextlib.contextmanager
-def creation_lock(uri: str) -> Iterator[None]:
-    """Held while an SQLite store is created or migrated (no-op for other stores)."""
+def creation_lock(uri: str, *, shared: bool = False) -> Iterator[None]:
+    """Held while an SQLite store is created or migrated (no-op for other stores). ``shared``:
+    held while one is read before MLflow opens it (a creation in progress is waited for); it
+    creates nothing, so a read-only folder can be read."""
     path = sqlite_path(uri)
     if path is None:
         yield
         return
-    path.absolute().parent.mkdir(parents=True, exist_ok=True)
     lock = path.absolute().with_name(f".{path.name}.albench-init.lock")
+    if shared:
+        try:
+            handle = open(lock)  # noqa: SIM115 - closed below
+        except OSError:  # no creation ever ran here (or it cannot be read): nothing to wait for
+            yield
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            yield
+        return
+    path.absolute().parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         yield
 
 
 def store_exists(uri: str) -> bool:
-    """False only for an SQLite file that does not exist yet (read-only commands create none)."""
+    """False only for an SQLite file that does not exist yet, or is empty (read-only commands
+    create none; an empty file is a database without tables)."""
     path = sqlite_path(uri)
-    return path is None or os.path.exists(path)
+    return path is None or (os.path.exists(path) and os.path.getsize(path) > 0)
