@@ -326,3 +326,22 @@ def test_an_unexpected_error_is_logged_not_shown(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in out
     logs = list((tmp_path / "logs").glob("albench-error-*.log"))
     assert len(logs) == 1 and "Traceback" in logs[0].read_text() and "planted bug" in logs[0].read_text()
+
+
+def test_a_huge_binary_csv_is_refused_without_reading_it(corpus, tmp_path):
+    """400 MB of NUL bytes named .csv (sparse: no disk used) is refused from its first bytes,
+    in seconds, not after pandas read a 400 MB "header" (tens of seconds, GBs of memory)."""
+    import time
+
+    huge = tmp_path / "huge.csv"
+    with huge.open("wb") as handle:
+        handle.truncate(400 * 2**20)
+    config = tiny_config(corpus, tmp_path)
+    config["datasets"][0]["source"]["train"] = str(huge)
+    path = write_config(tmp_path / "huge.yaml", config)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    elapsed = time.monotonic() - started
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "source.train" in text and "holds NUL bytes" in text, text
+    assert elapsed < 10, elapsed
