@@ -107,7 +107,11 @@ class CheckpointStore:
         path = self.root / LOCK_NAME
         if not path.exists():
             return False
-        with open(path, "a+") as handle:
+        try:
+            handle = open(path)  # noqa: SIM115 - read only (flock needs no write access): a
+        except OSError:          # read-only grid can be asked; closed below
+            return False  # cannot be read: the tracking store's lease tells
+        with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

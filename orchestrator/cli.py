@@ -271,12 +271,17 @@ def report(
     """Build the HTML report of CONFIG's grid (also of one still running or partly failed):
     index.html, figures/, results.parquet, curves.parquet, stats.json. Reads MLflow; writes only
     the experiment's report run (its artifacts: the report), and only when the experiment exists."""
+    from orchestrator.preflight import folder_problem
     from orchestrator.report.build import build_report, default_report_dir
 
     config = _load(config_path)
     plan = _plan(config, writing=False)
     tracker = _tracker(config, create=False)  # read-only: creates no store, no experiment
-    folder = build_report(config, tracker, plan, out or default_report_dir(config, config_path.parent))
+    folder = out or default_report_dir(config, config_path.parent)
+    if problem := folder_problem("--out" if out else "the report folder", folder):
+        reporter.error(problem + ("" if out else " (or give --out DIR)"))
+        raise typer.Exit(EXIT_CONFIG)
+    folder = build_report(config, tracker, plan, folder)
     _said_report(folder, config, tracker)
     if open_it:
         import webbrowser
@@ -305,7 +310,14 @@ def _said_report(folder: Path, config, tracker) -> None:
     reporter.say(f"report: {(folder / 'index.html').resolve()} (figures, results.parquet, curves.parquet, "
                  "stats.json beside it)")
     if getattr(tracker, "experiment_id", None) is not None:
-        run_id = publish_report(config, tracker, folder)
+        from orchestrator.tracking import TrackingURIError
+
+        try:
+            run_id = publish_report(config, tracker, folder)
+        except TrackingURIError as exc:  # a read-only grid
+            reporter.warn(f"warning: the report was not logged to MLflow: {exc}; it is complete in "
+                          "the folder above")
+            return
         reporter.say(f"report logged to MLflow: run {run_id} (named 'report') of {config.experiment_name!r}")
 
 

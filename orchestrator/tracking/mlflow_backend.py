@@ -40,7 +40,13 @@ from orchestrator.tracking.base import (
 from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
-from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists, use_server_credentials
+from orchestrator.tracking.mlflow_uri import (
+    check_uri,
+    creation_lock,
+    read_only_problem,
+    store_exists,
+    use_server_credentials,
+)
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -374,6 +380,8 @@ class MlflowTracker:
         folder = Path(folder)
         if not folder.is_dir():
             raise ValueError(f"no report folder at {folder}")
+        if (problem := read_only_problem(self.uri)) is not None:  # a read-only grid: not tried
+            raise TrackingURIError(problem)
         run_id = self.report_run()
         repository = self._artifacts(run_id)
         self.client.retrying(repository.log_artifacts)(str(folder))

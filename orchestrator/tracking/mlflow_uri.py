@@ -134,18 +134,8 @@ def _check_sqlite(uri: str, path: Path, writing: bool = True) -> None:
         raise TrackingURIError(f"tracking.uri: {uri!r} names the folder {where}, not a database "
                                "file; fix: add a file name, e.g. sqlite:///mlflow.db")
     if where.exists():
-        if writing:  # SQLite writes a journal beside the file: its folder must take files
-            try:  # root passes every permission check: only a real write tells
-                with tempfile.TemporaryFile(dir=where.parent):
-                    pass
-                with open(where, "r+b"):
-                    pass
-            except OSError as exc:
-                raise TrackingURIError(
-                    f"tracking.uri: the database {where} cannot be written ({exc.strerror}: SQLite "
-                    f"writes a journal in {where.parent}); fix: make the file and its folder writable, "
-                    "or copy the database to a writable folder; `albench status` and `albench "
-                    "report --out DIR` read it as it is") from None
+        if writing and (problem := read_only_problem(uri)) is not None:
+            raise TrackingURIError(problem)
         return
     existing = next(p for p in where.parents if p.exists())
     if not existing.is_dir():
@@ -157,6 +147,26 @@ def _check_sqlite(uri: str, path: Path, writing: bool = True) -> None:
     except OSError as exc:
         raise TrackingURIError(f"tracking.uri: the database {where} cannot be created: {existing} is "
                                f"not writable ({exc.strerror}); fix: choose a writable folder") from None
+
+
+def read_only_problem(uri: str) -> str | None:
+    """Why the existing SQLite database of ``uri`` cannot be written (SQLite writes a journal
+    beside the file: its folder must take files too), or None (also for other stores)."""
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return None
+    where = path.absolute()
+    try:  # root passes every permission check: only a real write tells
+        with tempfile.TemporaryFile(dir=where.parent):
+            pass
+        with open(where, "r+b"):
+            pass
+    except OSError as exc:
+        return (f"tracking.uri: the database {where} cannot be written ({exc.strerror}: SQLite writes "
+                f"a journal in {where.parent}); fix: make the file and its folder writable, or copy "
+                "the database to a writable folder; `albench status` and `albench report --out DIR` "
+                "read it as it is")
+    return None
 
 
 def _check_server(uri: str) -> None:
