@@ -72,6 +72,11 @@ class TrackingConfig(Section):
     )
     experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
     backend: str = Field("mlflow", description="Tracking backend (a module of orchestrator/tracking).")
+    outage_seconds: float = Field(
+        180.0, gt=0, description="How long `albench run` waits for a tracking store that takes no "
+        "write (down, unreachable) before it stops with exit 1; what was recorded is kept and a "
+        "rerun resumes (MLflow's own retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES, may end it sooner)."
+    )
 
     @field_validator("backend")
     @classmethod

@@ -64,6 +64,10 @@ class Lease(Protocol):
 
     def release(self) -> None: ...
 
+    def abandon(self) -> None:
+        """Stop holding it without a word to the tracking store (which does not answer)."""
+        ...
+
 
 Curve = list[tuple[int, float]]
 """(step, value) points, ascending by step."""

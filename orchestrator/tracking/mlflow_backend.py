@@ -115,6 +115,7 @@ class MlflowTracker:
         and is not created."""
         check_uri(uri, writing=create)
         uri = use_server_credentials(uri)
+        self.shown_uri = masked(uri)
         self.uri = uri
         """The URI MLflow is given (a server's credentials moved to MLflow's variables); the
         password of a database URI is in it: show ``masked(uri)``."""
@@ -161,6 +162,12 @@ class MlflowTracker:
             if found is None:
                 raise exc from None
             return found.experiment_id
+
+    def abort(self) -> None:
+        """The writer gave up on the store (gone for longer than its bound): writes in flight
+        stop retrying at once."""
+        if self.rest is not None:
+            self.rest.abort()
 
     @property
     def store(self):
