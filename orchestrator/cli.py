@@ -138,7 +138,10 @@ def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     store = EmbeddingStore(config.store.path)
-    result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
+    try:
+        result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
+    except OSError as exc:
+        _stopped(exc, config_path)
     record_stage(tracker, result)
     reporter.say(f"store: {store.root.resolve()}")
     if result.errors:
@@ -182,10 +185,8 @@ def run(
     except (GridLockedError, GridHeldError, ConfigError, ClusterConnectError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
-    except TrackingWriteError as exc:
-        reporter.error(f"{exc}; what it recorded is kept and the checkpoints match it: fix "
-                       f"tracking.uri's store and rerun `albench run {config_path}` to resume")
-        raise typer.Exit(1) from None
+    except (TrackingWriteError, OSError) as exc:  # a store that stopped answering mid-run
+        _stopped(exc, config_path)
     except KeyboardInterrupt:
         reporter.warn("interrupted: in-flight trials marked KILLED, finished cycles kept; "
                       f"rerun `albench run {config_path}` to resume")
@@ -383,6 +384,17 @@ def ui(
     if code not in (0, 130, 143):
         reporter.error(f"the MLflow UI stopped (exit code {code}); its output above says why")
     raise typer.Exit(code)
+
+
+def _stopped(exc: BaseException, config_path: Path) -> None:
+    """A store that stopped answering mid-run (tracking, embeddings, checkpoints): say what
+    failed and that a rerun resumes; exit 1."""
+    what = _first_line(str(exc))
+    if isinstance(exc, OSError) and not what.startswith("store."):
+        what = f"the embedding store or the checkpoints (store.path, store.checkpoints) failed: {what}"
+    reporter.error(f"{what}; what was recorded is kept and the checkpoints match it: fix what is "
+                   f"named here and rerun `albench run {config_path}` to resume")
+    raise typer.Exit(EXIT_FAILED_TRIALS) from None
 
 
 def _first_line(text: str) -> str:

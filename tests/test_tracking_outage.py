@@ -60,7 +60,7 @@ def test_the_driver_stops_within_the_bound_when_the_server_is_gone_and_a_rerun_c
     text = " ".join(log.read_text().split())
     assert code == 1, (code, text)
     assert "has taken no write for" in text and f"tracking.outage_seconds: {BOUND:g}" in text, text
-    assert "what it recorded is kept" in text and "to resume" in text and "Traceback" not in text, text
+    assert "what was recorded is kept" in text and "to resume" in text and "Traceback" not in text, text
     assert took <= BOUND + 60, took
 
     with mlflow_server(backend, root) as again:  # back (on another port), the same database
@@ -69,3 +69,31 @@ def test_the_driver_stops_within_the_bound_when_the_server_is_gone_and_a_rerun_c
         assert code == 0, output
         plan = prepare_plan(parse_config(_config(pool, tmp_path, store, again.uri)))
         assert_done_once(plan, open_tracker(again.uri, "outage"), reference)
+
+
+def test_the_object_store_of_the_checkpoints_gone_mid_grid_is_said_and_exits_1(pool, store, tmp_path):
+    """The checkpoints on a real S3 server (moto) that is SIGKILLed mid-trajectory: the driver
+    stops with exit 1, naming store.checkpoints and what failed, and says a rerun resumes; no
+    internal error, no traceback."""
+    from tests.conftest import write_config as write
+    from tests.servers import s3_server
+    from tests.test_fault_tolerance import mid_trajectory
+
+    with s3_server(tmp_path / "moto") as s3:
+        bucket = s3.bucket()
+        config = long_config(pool, tmp_path, store)
+        config["store"]["checkpoints"] = f"s3://{bucket}/checkpoints"
+        path = write(tmp_path / "grid.yaml", config)
+        log = tmp_path / "driver.log"
+        process = driver(path, log, env=s3.env)
+        try:
+            wait_for(lambda: mid_trajectory(tmp_path), 240, process, log)
+            stop_group(s3.process, signal.SIGKILL)
+            code = process.wait(timeout=120)
+        finally:
+            kill_tree(process)
+    text = " ".join(log.read_text().split())
+    assert code == 1, (code, text)
+    assert "error: store.checkpoints: " in text and "the checkpoint of trial" in text, text
+    assert f"s3://{bucket}/checkpoints" in text and "to resume" in text, text
+    assert "internal error" not in text and "Traceback" not in text, text

@@ -18,6 +18,7 @@ from collections import deque
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
+from orchestrator.checkpoints import CheckpointWriteError
 from orchestrator.threads import DaemonPool
 from orchestrator.tracking.base import RunWrite, Tracker
 
@@ -81,6 +82,8 @@ class TrackingWriter:
             raise self.given_up
         if self._error is not None:
             error = self._error
+            if isinstance(error, CheckpointWriteError):  # the checkpoint after a recorded write
+                raise TrackingWriteError(str(error)) from error
             raise TrackingWriteError(f"the tracking store did not take a write: {error}") from error
 
     @property
