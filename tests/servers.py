@@ -16,6 +16,7 @@ under /tmp that user owns.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import pwd
 import shutil
@@ -88,7 +89,7 @@ def http_answers(url: str) -> bool:
             return response.status < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):  # not (yet) an HTTP server
         return False
 
 
