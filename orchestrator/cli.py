@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import sys
 import tempfile
 import traceback
@@ -89,25 +88,11 @@ def validate(
 def _validate_offline(config) -> None:
     """Every embedder resolved (names, hub ids, local folders; no model loaded), every Hugging
     Face dataset id well formed, the grid counted; problems exit with the config code."""
-    from workers.embedders import EmbedderError, resolve_model
-    from workers.embedders.resolve import looks_like_path
+    from orchestrator.preflight import offline_problems
 
-    problems = []
-    for index, spec in enumerate(config.embedders):
-        try:
-            resolve_model(spec)
-        except EmbedderError as exc:
-            problems.append(f"embedders[{index}] {exc}")
-        if spec.trust_remote_code:
-            reporter.warn(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
-                          "runs Python code from its repository")
-    hub_id = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
-    for index, dataset in enumerate(config.datasets):
-        source = dataset.source
-        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
-                and not hub_id.match(source.path):
-            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
-                            "('org/name') nor a local path")
+    problems, warnings = offline_problems(config)
+    for warning in warnings:
+        reporter.warn(warning)
     if problems:
         for problem in problems:
             reporter.error(problem)
@@ -327,26 +312,14 @@ def migrate_db(uri: str = typer.Argument(..., metavar="URI", help="The tracking 
                                          "of a database written by an older MLflow.")) -> None:
     """Migrate a database of an older MLflow to this MLflow's schema (one way): a SQLite file is
     copied aside first; any other database: take a backup first. Nothing else is changed."""
-    from orchestrator.tracking import TrackingURIError, masked
-    from orchestrator.tracking.mlflow_schema import migrate
-    from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
+    from orchestrator.tracking import TrackingURIError
+    from orchestrator.tracking.mlflow_schema import migrate_database
 
     try:
-        if not store_exists(uri):
-            raise TrackingURIError(f"{masked(uri)!r}: no database there; fix: give the tracking.uri "
-                                   "of an existing MLflow database")
-        check_uri(uri)
+        reporter.say(migrate_database(uri))
     except TrackingURIError as exc:
-        if "older MLflow" not in str(exc):
-            reporter.error(str(exc))
-            raise typer.Exit(EXIT_CONFIG) from None
-    with creation_lock(uri):
-        state, copy = migrate(uri)
-    if state == "older":
-        kept = f"; the database as it was is kept in {copy}" if copy else ""
-        reporter.say(f"migrated {masked(uri)} to this MLflow's schema{kept}")
-    else:
-        reporter.say(f"{masked(uri)} is already at this MLflow's schema: nothing to migrate")
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 @app.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import socket
 import tempfile
 import uuid
@@ -245,3 +246,30 @@ def _cuda_here() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
+
+
+def offline_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of ``albench validate --offline``: every embedder resolved (names,
+    hub ids, local folders; no model loaded), every Hugging Face dataset id well formed."""
+    from workers.embedders import EmbedderError, resolve_model
+    from workers.embedders.resolve import looks_like_path
+
+    problems, notes = [], []
+    for index, spec in enumerate(config.embedders):
+        try:
+            resolve_model(spec)
+        except EmbedderError as exc:
+            problems.append(f"embedders[{index}] {exc}")
+        if spec.trust_remote_code:
+            notes.append(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
+                         "runs Python code from its repository")
+    for index, dataset in enumerate(config.datasets):
+        source = dataset.source
+        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
+                and not _HUB_ID.match(source.path):
+            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
+                            "('org/name') nor a local path")
+    return problems, notes

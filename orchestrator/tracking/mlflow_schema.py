@@ -141,3 +141,25 @@ def migrate(uri: str) -> tuple[str, Path | None]:
     finally:
         engine.dispose()
     return state, copy
+
+
+def migrate_database(uri: str) -> str:
+    """``albench migrate-db``: migrate the older MLflow database at ``uri`` (a SQLite file copied
+    aside first); what was done, in words. ``TrackingURIError`` when there is nothing it may
+    migrate (no database, not MLflow's, a newer MLflow's, unreachable)."""
+    from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
+
+    if not store_exists(uri):
+        raise TrackingURIError(f"{masked(uri)!r}: no database there; fix: give the tracking.uri of "
+                               "an existing MLflow database")
+    try:
+        check_uri(uri)
+    except TrackingURIError as exc:
+        if "older MLflow" not in str(exc):
+            raise
+    with creation_lock(uri):
+        state, copy = migrate(uri)
+    if state != "older":
+        return f"{masked(uri)} is already at this MLflow's schema: nothing to migrate"
+    kept = f"; the database as it was is kept in {copy}" if copy else ""
+    return f"migrated {masked(uri)} to this MLflow's schema{kept}"
