@@ -97,3 +97,29 @@ def test_the_object_store_of_the_checkpoints_gone_mid_grid_is_said_and_exits_1(p
     assert "error: store.checkpoints: " in text and "the checkpoint of trial" in text, text
     assert f"s3://{bucket}/checkpoints" in text and "to resume" in text, text
     assert "internal error" not in text and "Traceback" not in text, text
+
+
+def test_sigterm_stops_a_driver_whose_server_is_gone_within_a_minute(pool, store, tmp_path):
+    """The server gone, the outage bound far away (10 minutes): SIGTERM still ends the driver
+    within a minute with exit 130 (it waits at most 20 s for its last writes)."""
+    root = tmp_path / "server"
+    log = tmp_path / "driver.log"
+    with mlflow_server(f"sqlite:///{root / 'mlflow.db'}", root) as server:
+        config = _config(pool, tmp_path, store, server.uri)
+        config["tracking"]["outage_seconds"] = 600
+        process = driver(write_config(tmp_path / "grid.yaml", config), log)
+        try:
+            wait_for(lambda: any(step > 0 for _, step in db_trials(root / "mlflow.db").values()), 240,
+                     process, log)
+            stop_group(server.process, signal.SIGKILL)
+            time.sleep(3)  # its writes now wait on a server that is gone
+            process.send_signal(signal.SIGTERM)
+            try:
+                code = process.wait(timeout=60)
+            except Exception:  # noqa: BLE001 - the driver hangs: that is the failure
+                raise AssertionError(f"SIGTERM did not stop the driver in 60 s; its log:\n{log.read_text()}") from None
+        finally:
+            kill_tree(process)
+    text = " ".join(log.read_text().split())
+    assert code == 130 and "interrupted" in text and "to resume" in text, (code, text)
+    assert "Traceback" not in text, text
