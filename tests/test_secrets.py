@@ -31,7 +31,7 @@ def no_tracking_credentials(monkeypatch):
 
 
 def test_an_mlflow_server_behind_basic_auth_takes_the_uri_credentials_and_never_shows_them(
-        ray_session, corpus, tmp_path, no_tracking_credentials):
+        ray_session, corpus, tmp_path, no_tracking_credentials, monkeypatch):
     server_root = tmp_path / "server"
     with mlflow_server(f"sqlite:///{server_root / 'mlflow.db'}", server_root) as server, \
             holding_proxy(server.uri, basic_auth=("albench", SECRET)) as proxy:
@@ -56,6 +56,15 @@ def test_an_mlflow_server_behind_basic_auth_takes_the_uri_credentials_and_never_
                 assert f"at {proxy.uri.replace('http://', 'http://albench:***@')}" in text, text
                 assert "finished 2, failed 0" in text, text
         assert proxy.refused >= 1  # the run without credentials
+        plain_path = work / "plain.yaml"  # credentials in MLflow's own variables work as well
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "albench")
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "wrong")
+        wrong = CliRunner().invoke(app, ["validate", str(plain_path)])
+        assert wrong.exit_code == 2, wrong.output
+        assert "refused the credentials of MLFLOW_TRACKING_USERNAME/PASSWORD (401" in " ".join(wrong.output.split())
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", SECRET)
+        right = CliRunner().invoke(app, ["validate", str(plain_path)])
+        assert right.exit_code == 0 and SECRET not in right.output, right.output
 
     gone = " ".join(CliRunner().invoke(app, ["validate", str(path)]).output.split())
     assert "tracking.uri: no MLflow server answers at http://albench:***@" in gone, gone  # an error

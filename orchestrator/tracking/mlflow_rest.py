@@ -98,11 +98,11 @@ class RestRuns:
         self.backoff = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
         self.timeout = MLFLOW_HTTP_REQUEST_TIMEOUT.get()
         self._headers = {**resolve_request_headers(), "Content-Type": "application/json"}
-        if creds.token:
-            self._headers["Authorization"] = f"Bearer {creds.token}"
-        elif creds.username and creds.password:
+        if creds.username and creds.password:  # MLflow's order (rest_utils): these, else a token
             basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {basic}"
+        elif creds.token:
+            self._headers["Authorization"] = f"Bearer {creds.token}"
         self._tls = None
         if self._https:
             self._tls = ssl.create_default_context(cafile=creds.server_cert_path or None)

@@ -172,9 +172,16 @@ def read_only_problem(uri: str) -> str | None:
 def _check_server(uri: str) -> None:
     clean, user, password = split_credentials(uri)
     request = urllib.request.Request(f"{clean.rstrip('/')}/health")
-    if user is not None or password is not None:
-        basic = base64.b64encode(f"{user or ''}:{password or ''}".encode()).decode()
+    given = "the credentials in the URI"
+    if user is None and password is None:  # MLflow's own variables, as its client reads them
+        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        given = "the credentials of MLFLOW_TRACKING_USERNAME/PASSWORD" if user or password else "no credentials"
+    if user and password:  # MLflow's order: a user and password first, else a token
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {basic}")
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+        given = "the token of MLFLOW_TRACKING_TOKEN"
     uri = masked(uri)
     try:
         try:
@@ -195,7 +202,6 @@ def _check_server(uri: str) -> None:
             raise TrackingURIError(_not_mlflow(uri, f"its API answers {body[:60]!r}"))
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403):
-            given = "the credentials in the URI" if user is not None else "no credentials"
             raise TrackingURIError(
                 f"tracking.uri: the MLflow server at {uri} refused {given} ({exc.code} {exc.reason}); "
                 "fix: put the user and password in the URI (http://user:password@host:port) or set "
