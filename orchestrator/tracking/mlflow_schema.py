@@ -90,6 +90,8 @@ def check_schema(uri: str) -> None:
         state, revision, tables = _settled_state(uri)
     except OperationalError as exc:
         reason = masked(" ".join(str(exc.orig or exc).split())[:300])
+        if "database is locked" in reason:
+            return  # a writer holds it for longer than SQLite's wait: an MLflow database in use
         if uri.startswith("sqlite:"):
             raise TrackingURIError(f"tracking.uri: {shown!r} cannot be read as an SQLite database "
                                    f"({reason}); fix: name an MLflow database file, or a new path "
