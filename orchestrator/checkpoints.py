@@ -33,6 +33,19 @@ class GridLockedError(RuntimeError):
     """Another driver is running a grid with the same checkpoint directory."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written or removed (the message names ``store.checkpoints``)."""
+
+
+@contextlib.contextmanager
+def _writing(root, trial_key: str, what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise CheckpointWriteError(f"store.checkpoints: {what} the checkpoint of trial {trial_key} in "
+                                   f"{root} failed ({' '.join(str(exc).split())[:300]})") from exc
+
+
 class CheckpointStore:
     """One JSON file per trial key; the driver writes one after its metrics are in MLflow."""
 
@@ -50,7 +63,8 @@ class CheckpointStore:
         """Write whole (``workers.fs.write_whole``): a reader sees the old one or the new one."""
         body = asdict(checkpoint)
         body["checksum"] = _checksum(body)
-        write_whole(self._path(trial_key), json.dumps(body).encode())
+        with _writing(self.root, trial_key, "saving"):
+            write_whole(self._path(trial_key), json.dumps(body).encode())
 
     def load(self, trial_key: str) -> Checkpoint | None:
         """The trial's checkpoint, or None when there is none, it is unreadable or it does not
@@ -67,7 +81,8 @@ class CheckpointStore:
             return None
 
     def remove(self, trial_key: str) -> None:
-        self._path(trial_key).unlink(missing_ok=True)
+        with _writing(self.root, trial_key, "removing"):
+            self._path(trial_key).unlink(missing_ok=True)
 
     def trial_keys(self) -> list[str]:
         """Trial keys that have a checkpoint (trials caught mid-trajectory)."""
@@ -107,7 +122,11 @@ class CheckpointStore:
         path = self.root / LOCK_NAME
         if not path.exists():
             return False
-        with open(path, "a+") as handle:
+        try:
+            handle = open(path)  # noqa: SIM115 - read only (flock needs no write access): a
+        except OSError:          # read-only grid can be asked; closed below
+            return False  # cannot be read: the tracking store's lease tells
+        with handle:
             try:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import re
 import sys
 import tempfile
 import traceback
@@ -28,7 +27,9 @@ EXIT_CONFIG = 2
 EXIT_FAILED_TRIALS = 1
 EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
-ISSUES_URL = "https://github.com/albench/albench/issues"
+REPORT_TO = ("please send the command, your config and that file to albench's maintainers (an issue "
+             "in the repository you installed albench from)")
+"""Where an internal error is reported: albench has no address of its own to name."""
 
 
 def _or_exit(step, argument):
@@ -87,25 +88,11 @@ def validate(
 def _validate_offline(config) -> None:
     """Every embedder resolved (names, hub ids, local folders; no model loaded), every Hugging
     Face dataset id well formed, the grid counted; problems exit with the config code."""
-    from workers.embedders import EmbedderError, resolve_model
-    from workers.embedders.resolve import looks_like_path
+    from orchestrator.preflight import offline_problems
 
-    problems = []
-    for index, spec in enumerate(config.embedders):
-        try:
-            resolve_model(spec)
-        except EmbedderError as exc:
-            problems.append(f"embedders[{index}] {exc}")
-        if spec.trust_remote_code:
-            reporter.warn(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
-                          "runs Python code from its repository")
-    hub_id = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
-    for index, dataset in enumerate(config.datasets):
-        source = dataset.source
-        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
-                and not hub_id.match(source.path):
-            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
-                            "('org/name') nor a local path")
+    problems, warnings = offline_problems(config)
+    for warning in warnings:
+        reporter.warn(warning)
     if problems:
         for problem in problems:
             reporter.error(problem)
@@ -136,7 +123,10 @@ def embed(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
     store = EmbeddingStore(config.store.path)
-    result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
+    try:
+        result = embedding_stage(plan.jobs, plan.datasets, store, config.resources, reporter)
+    except OSError as exc:
+        _stopped(exc, config_path)
     record_stage(tracker, result)
     reporter.say(f"store: {store.root.resolve()}")
     if result.errors:
@@ -168,7 +158,7 @@ def run(
     from orchestrator.ray_runtime import ClusterConnectError
     from orchestrator.report import auc_table
     from orchestrator.runner import run_grid
-    from orchestrator.tracking import GridHeldError
+    from orchestrator.tracking import GridHeldError, masked
     from orchestrator.tracking.writer import TrackingWriteError
 
     config = _load(config_path)
@@ -180,10 +170,8 @@ def run(
     except (GridLockedError, GridHeldError, ConfigError, ClusterConnectError) as exc:
         reporter.error(str(exc))
         raise typer.Exit(EXIT_CONFIG) from None
-    except TrackingWriteError as exc:
-        reporter.error(f"{exc}; what it recorded is kept and the checkpoints match it: fix "
-                       f"tracking.uri's store and rerun `albench run {config_path}` to resume")
-        raise typer.Exit(1) from None
+    except (TrackingWriteError, OSError) as exc:  # a store that stopped answering mid-run
+        _stopped(exc, config_path)
     except KeyboardInterrupt:
         reporter.warn("interrupted: in-flight trials marked KILLED, finished cycles kept; "
                       f"rerun `albench run {config_path}` to resume")
@@ -204,9 +192,10 @@ def run(
         reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
                       f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
-    where = (f"its UI is the server's: {config.tracking.uri}"
-             if config.tracking.uri.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
-    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {config.tracking.uri} ({where})")
+    shown = masked(config.tracking.uri)
+    where = (f"its UI is the server's: {shown}"
+             if shown.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
+    reporter.say(f"MLflow: experiment {config.experiment_name!r} at {shown} ({where})")
     if not no_report:
         _report_after_run(config_path, config, plan, tracker)
     if summary.failed:
@@ -268,12 +257,17 @@ def report(
     """Build the HTML report of CONFIG's grid (also of one still running or partly failed):
     index.html, figures/, results.parquet, curves.parquet, stats.json. Reads MLflow; writes only
     the experiment's report run (its artifacts: the report), and only when the experiment exists."""
+    from orchestrator.preflight import folder_problem
     from orchestrator.report.build import build_report, default_report_dir
 
     config = _load(config_path)
     plan = _plan(config, writing=False)
     tracker = _tracker(config, create=False)  # read-only: creates no store, no experiment
-    folder = build_report(config, tracker, plan, out or default_report_dir(config, config_path.parent))
+    folder = out or default_report_dir(config, config_path.parent)
+    if problem := folder_problem("--out" if out else "the report folder", folder):
+        reporter.error(problem + ("" if out else " (or give --out DIR)"))
+        raise typer.Exit(EXIT_CONFIG)
+    folder = build_report(config, tracker, plan, folder)
     _said_report(folder, config, tracker)
     if open_it:
         import webbrowser
@@ -302,8 +296,30 @@ def _said_report(folder: Path, config, tracker) -> None:
     reporter.say(f"report: {(folder / 'index.html').resolve()} (figures, results.parquet, curves.parquet, "
                  "stats.json beside it)")
     if getattr(tracker, "experiment_id", None) is not None:
-        run_id = publish_report(config, tracker, folder)
+        from orchestrator.tracking import TrackingURIError
+
+        try:
+            run_id = publish_report(config, tracker, folder)
+        except TrackingURIError as exc:  # a read-only grid
+            reporter.warn(f"warning: the report was not logged to MLflow: {exc}; it is complete in "
+                          "the folder above")
+            return
         reporter.say(f"report logged to MLflow: run {run_id} (named 'report') of {config.experiment_name!r}")
+
+
+@app.command("migrate-db")
+def migrate_db(uri: str = typer.Argument(..., metavar="URI", help="The tracking URI (tracking.uri) "
+                                         "of a database written by an older MLflow.")) -> None:
+    """Migrate a database of an older MLflow to this MLflow's schema (one way): a SQLite file is
+    copied aside first; any other database: take a backup first. Nothing else is changed."""
+    from orchestrator.tracking import TrackingURIError
+    from orchestrator.tracking.mlflow_schema import migrate_database
+
+    try:
+        reporter.say(migrate_database(uri))
+    except TrackingURIError as exc:
+        reporter.error(str(exc))
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 @app.command()
@@ -324,7 +340,9 @@ def ui(
 
     config = _load(config_path) if config_path else None
     uri = config.tracking.uri if config is not None else "sqlite:///mlflow.db"
-    reporter.say(f"MLflow UI on http://{host}:{port} ({uri})")
+    from orchestrator.tracking import masked
+
+    reporter.say(f"MLflow UI on http://{host}:{port} ({masked(uri)})")
     if config is not None and config.tracking.backend == "mlflow":
         from orchestrator.tracking.mlflow_backend import experiment_url
 
@@ -341,6 +359,17 @@ def ui(
     raise typer.Exit(code)
 
 
+def _stopped(exc: BaseException, config_path: Path) -> None:
+    """A store that stopped answering mid-run (tracking, embeddings, checkpoints): say what
+    failed and that a rerun resumes; exit 1."""
+    what = _first_line(str(exc))
+    if isinstance(exc, OSError) and not what.startswith("store."):
+        what = f"the embedding store or the checkpoints (store.path, store.checkpoints) failed: {what}"
+    reporter.error(f"{what}; what was recorded is kept and the checkpoints match it: fix what is "
+                   f"named here and rerun `albench run {config_path}` to resume")
+    raise typer.Exit(EXIT_FAILED_TRIALS) from None
+
+
 def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
@@ -353,12 +382,14 @@ def main() -> None:
         log = _internal_error_log(exc)
         reporter.error(f"internal error: {type(exc).__name__}: {exc}")
         reporter.say(f"This is a bug in albench, not in your input. The traceback is in {log}; "
-                     f"please report it at {ISSUES_URL} with that file.")
+                     f"{REPORT_TO}.")
         sys.exit(EXIT_INTERNAL)
 
 
 def _internal_error_log(exc: BaseException) -> Path:
     """Write the traceback where the user can find it (``$ALBENCH_LOG_DIR``, else ./.albench/logs)."""
+    from orchestrator.tracking.base import masked
+
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     lines = traceback.format_exception(exc)
     for folder in (os.environ.get("ALBENCH_LOG_DIR"), ".albench/logs", tempfile.gettempdir()):
@@ -367,7 +398,7 @@ def _internal_error_log(exc: BaseException) -> Path:
         try:
             path = Path(folder).absolute() / f"albench-error-{stamp}-{os.getpid()}.log"
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(f"albench {' '.join(sys.argv[1:])}\n\n" + "".join(lines))
+            path.write_text(masked(f"albench {' '.join(sys.argv[1:])}\n\n" + "".join(lines)))
             return path
         except OSError:
             continue

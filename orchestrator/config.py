@@ -66,10 +66,17 @@ class TrackingConfig(Section):
 
     uri: str = Field(
         default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
-        description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db).",
+        description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db); "
+        "http(s)://user:password@host works for a server behind basic auth; passwords are shown "
+        "as ***; in a sqlite:/// path ~ and $VAR/${VAR} are expanded.",
     )
     experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
     backend: str = Field("mlflow", description="Tracking backend (a module of orchestrator/tracking).")
+    outage_seconds: float = Field(
+        180.0, gt=0, description="How long `albench run` waits for a tracking store that takes no "
+        "write (down, unreachable) before it stops with exit 1; what was recorded is kept and a "
+        "rerun resumes (MLflow's own retries, MLFLOW_HTTP_REQUEST_MAX_RETRIES, may end it sooner)."
+    )
 
     @field_validator("backend")
     @classmethod
@@ -98,10 +105,11 @@ class StoreConfig(Section):
     AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY; never in the config)."""
 
     path: StoreLocation = Field(Path("./embeddings"), description="Folder or object-store URI "
-                                "(s3://bucket/prefix) of the embedding store.")
+                                "(s3://bucket/prefix) of the embedding store; ~ and $VAR/${VAR} "
+                                "are expanded (an unset variable is refused).")
     checkpoints: StoreLocation = Field(
         Path("./.albench/checkpoints"), description="Folder or object-store URI of per-trial "
-        "resume checkpoints."
+        "resume checkpoints; ~ and $VAR/${VAR} are expanded (an unset variable is refused)."
     )
 
 
@@ -177,6 +185,10 @@ class ExperimentConfig(Section):
                     problems.append(f"strategies[{index}]: {spec.name} needs a linear head, which "
                                     f"learner.type {self.learner.type} has not; fix: remove it or "
                                     "use learner.type: logistic_regression")
+        field = "tracking.experiment" if self.tracking.experiment is not None else "name"
+        if len(self.experiment_name) > EXPERIMENT_NAME_LIMIT:
+            problems.append(f"{field}: {len(self.experiment_name)} characters, over MLflow's limit of "
+                            f"{EXPERIMENT_NAME_LIMIT} for an experiment name; fix: shorten {field}")
         if problems:
             raise ValueError(PROBLEMS.join(problems))
         return self
@@ -190,6 +202,9 @@ class ExperimentConfig(Section):
         return (len(self.datasets) * len(self.embedders) * len(self.initial_pools)
                 * len(self.strategies) * len(self.seeds))
 
+
+EXPERIMENT_NAME_LIMIT = 500
+"""The longest experiment name MLflow stores (its ``experiments.name`` column)."""
 
 PROBLEMS = "\n"
 """Joins the problems one validator finds; each starts with its path relative to the field
@@ -284,14 +299,47 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a config file; fix: name the YAML file in it "
+                          "(e.g. experiments.yaml)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc}); fix: name a readable "
+                          "YAML config file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: is not UTF-8 text (byte {exc.start} cannot be decoded): not a "
+                          "YAML config; fix: name the YAML config file (see `albench schema`)") from None
+    if "\0" in text:
+        raise ConfigError(f"{path}: holds NUL bytes (binary data): not a YAML config; fix: name the "
+                          "YAML config file (see `albench schema`)")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     return resolve_paths(parse_config(data, str(path)), path.parent)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a key given twice in one mapping (YAML itself keeps the
+    last silently: a second ``seeds:`` would replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader says so itself
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first on line {first.line + 1}, again on "
+                    f"line {key_node.start_mark.line + 1}); fix: keep one of the two (YAML would "
+                    "silently keep the last)", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
 
 
 def config_schema() -> dict:

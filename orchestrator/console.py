@@ -3,7 +3,8 @@
 Scheduling code calls the reporter's methods (``embedded``, ``worker_lost``, ...) and never
 formats or prints; the reporter decides how it looks. Every text that comes from the user or
 from an error (dataset names, paths, exception messages) is printed literally, never read as
-rich markup, so a dataset called ``[rt]`` keeps its brackets.
+rich markup, so a dataset called ``[rt]`` keeps its brackets; and the password of any URI in
+it (a tracking URI ``postgresql://user:password@host/db``) is shown as ``***``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from orchestrator.tracking.base import masked
 from workers.specs import TrialSpec
 
 
@@ -44,18 +46,18 @@ class Reporter:
     # --------------------------------------------------------------------------- plain lines
     def say(self, text: str, style: str | None = None) -> None:
         """One line, printed literally (no markup, no highlighting)."""
-        self.console.print(Text(text, style=style or ""), highlight=False)
+        self.console.print(Text(masked(text), style=style or ""), highlight=False)
 
     def warn(self, text: str) -> None:
         self.say(text, "yellow")
 
     def error(self, text: str) -> None:
         """``error: <text>`` with the prefix in red."""
-        self.console.print(Text.assemble(("error:", "red"), " ", text), highlight=False)
+        self.console.print(Text.assemble(("error:", "red"), " ", masked(text)), highlight=False)
 
     def tagged(self, tag: str, style: str, text: str) -> None:
         """``<tag> <text>`` with the tag coloured (``FAILED ...``, ``interrupted ...``)."""
-        self.console.print(Text.assemble((tag, style), " ", text), highlight=False)
+        self.console.print(Text.assemble((tag, style), " ", masked(text)), highlight=False)
 
     def show(self, renderable) -> None:
         """A rich table or other renderable built by the caller."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import socket
 import tempfile
 import uuid
@@ -25,6 +26,8 @@ from workers.fs import ObjectPath, is_remote
 def folder_problem(field: str, path: Path) -> str | None:
     """Why ``path`` cannot be (or become) a writable folder, or None."""
     where = Path(path).absolute()
+    if (problem := _link_problem(field, where)) is not None:
+        return problem
     if where.exists() and not where.is_dir():
         return f"{field}: {where} is a file, not a folder; fix: give a folder path (or move the file)"
     existing = next(p for p in (where, *where.parents) if p.exists())
@@ -35,6 +38,23 @@ def folder_problem(field: str, path: Path) -> str | None:
             pass
     except OSError as exc:
         return f"{field}: {existing} is not writable ({exc.strerror}); fix: choose a writable folder"
+    return None
+
+
+def _link_problem(field: str, where: Path) -> str | None:
+    """A symbolic link on the way to ``where`` that loops or points nowhere (``exists()`` says
+    False for both, and creating the folder then fails), or None."""
+    for step in (where, *where.parents):
+        try:
+            os.stat(step)
+            return None
+        except FileNotFoundError:
+            if os.path.islink(step):
+                return (f"{field}: {where} goes through {step}, a symbolic link to {os.readlink(step)}, "
+                        "which does not exist; fix: correct or remove the link, or choose another folder")
+        except OSError as exc:
+            return (f"{field}: {where} cannot be reached ({step}: {exc.strerror}: a symbolic link "
+                    "loop?); fix: correct or remove the symbolic links, or choose another folder")
     return None
 
 
@@ -226,3 +246,30 @@ def _cuda_here() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
+
+
+def offline_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of ``albench validate --offline``: every embedder resolved (names,
+    hub ids, local folders; no model loaded), every Hugging Face dataset id well formed."""
+    from workers.embedders import EmbedderError, resolve_model
+    from workers.embedders.resolve import looks_like_path
+
+    problems, notes = [], []
+    for index, spec in enumerate(config.embedders):
+        try:
+            resolve_model(spec)
+        except EmbedderError as exc:
+            problems.append(f"embedders[{index}] {exc}")
+        if spec.trust_remote_code:
+            notes.append(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
+                         "runs Python code from its repository")
+    for index, dataset in enumerate(config.datasets):
+        source = dataset.source
+        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
+                and not _HUB_ID.match(source.path):
+            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
+                            "('org/name') nor a local path")
+    return problems, notes

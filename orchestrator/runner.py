@@ -19,7 +19,8 @@ from orchestrator.report.cell_figures import CellFigures
 from orchestrator.resume import select_trials
 from orchestrator.tracking import Tracker
 from orchestrator.tracking.base import Lease
-from orchestrator.trajectory_stage import RunSummary, actor_count, run_trajectories
+from orchestrator.tracking.writer import TrackingWriter
+from orchestrator.trajectory_stage import INTERRUPT_WRITE_SECONDS, RunSummary, actor_count, run_trajectories
 from orchestrator.trial_log import Recording, TrialLog
 from workers.store import EmbeddingStore
 
@@ -70,13 +71,18 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     init_ray()  # only now: a grid with nothing left to do never starts Ray
     check_resources(config.resources, reporter)  # before any run is opened
     recording = Recording(tracker, checkpoints, existing, retire_older=force, lease=lease,
-                          figures=CellFigures(tracker, plan.trials, existing))
+                          figures=CellFigures(tracker, plan.trials, existing),
+                          writer=TrackingWriter(tracker, outage_seconds=config.tracking.outage_seconds))
+    ended = False
     try:
         with sigterm_raises_keyboard_interrupt(sigterm_as_interrupt):
             _run(plan, recording, todo, reporter, summary)
-    finally:
-        recording.writer.close()
-        if not lease.lost.is_set():  # the parents' figures, once more with every trial that ended
+        ended = True
+    finally:  # after an error or an interrupt: no more waiting on a store that may be gone
+        recording.writer.close(timeout=None if ended else INTERRUPT_WRITE_SECONDS)
+        if recording.writer.failed:
+            lease.abandon()  # not released in a store that does not answer: it expires
+        elif not lease.lost.is_set():  # the parents' figures, once more with every trial that ended
             recording.figures.close()
     return summary
 

@@ -9,6 +9,7 @@ marked KILLED, actors are killed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from orchestrator.actor_pool import ActorPool, Failed, Finished, Lost, Streamed
 from orchestrator.cluster import live_nodes, slots
 from orchestrator.console import Reporter
 from orchestrator.ray_runtime import critical
+from orchestrator.tracking.writer import TrackingWriteError
 from orchestrator.trial_log import Recording, TrialLog
 from workers.specs import TrialSpec
 from workers.trajectory import TrialData
@@ -29,6 +31,8 @@ MAX_ACTOR_RESTARTS_PER_TRIAL = 3
 """Actor deaths one trial may suffer before it is recorded FAILED (a trial that kills its
 worker every time, e.g. out of memory, must not loop forever)."""
 WAITING_NOTICE_SECONDS = 30.0
+INTERRUPT_WRITE_SECONDS = 20.0
+"""How long an interrupted driver waits for its last writes (KILLED marks) before it stops."""
 
 
 @dataclass
@@ -113,8 +117,9 @@ def run_trajectories(trials: list[TrialSpec], data: dict[str, TrialData], record
                     for log in logs:
                         if log.open:
                             log.interrupt()
-                    recording.send()
-                    recording.writer.drain()
+                    with contextlib.suppress(TrackingWriteError):  # the interrupt wins; a run
+                        recording.send()                            # left RUNNING resumes too
+                        recording.writer.drain(timeout=INTERRUPT_WRITE_SECONDS)
             raise
         finally:
             pool.close()

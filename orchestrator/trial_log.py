@@ -19,7 +19,7 @@ from orchestrator.report.cell_figures import CellFigures
 from orchestrator.results import summarize
 from orchestrator.resume import unfinished_run, usable_checkpoint
 from orchestrator.tracking import ERROR_TAG, GridHeldError, Tracker, TrialRun, trial_params
-from orchestrator.tracking.base import NODE_TAG, WARNING_TAG, Lease, RunRef, RunWrite
+from orchestrator.tracking.base import NODE_TAG, WARNING_TAG, Lease, RunRef, RunWrite, masked
 from orchestrator.tracking.writer import TrackingWriter
 from workers.specs import TrialSpec
 from workers.trajectory import CYCLE_METRICS, Checkpoint, CycleRecord
@@ -174,8 +174,8 @@ class TrialLog:
         """End the run ``status`` with the error as its tag and the traceback as ``error.txt``;
         the cycles streamed before are written first (their checkpoint is saved)."""
         write = self.flush() or self._write()
-        write.tags[ERROR_TAG] = error[:4000]
-        write.error_text = trace or error
+        write.tags[ERROR_TAG] = masked(error)[:4000]
+        write.error_text = masked(trace or error)
         write.end = status
         self.recording.outbox.append(write)
         self.closed = status == "FAILED"

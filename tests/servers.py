@@ -16,6 +16,7 @@ under /tmp that user owns.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import pwd
 import shutil
@@ -88,7 +89,7 @@ def http_answers(url: str) -> bool:
             return response.status < 500
     except urllib.error.HTTPError as exc:
         return exc.code < 500
-    except (urllib.error.URLError, OSError):
+    except (urllib.error.URLError, OSError, http.client.HTTPException):  # not (yet) an HTTP server
         return False
 
 
@@ -324,7 +325,10 @@ class HoldingProxy:
     HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
                             "proxy-connection", "content-length"})
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, basic_auth: tuple[str, str] | None = None) -> None:
+        """``basic_auth`` (user, password): answer 401 to every request without them, as a
+        reverse proxy guarding an MLflow server with HTTP basic auth does."""
+        import base64
         import http.client
         import json
         import threading
@@ -335,6 +339,10 @@ class HoldingProxy:
         proxy = self
         hop = self.HOP_BY_HOP
         self.held: list[Exchange] = []
+        self.refused = 0
+        """Requests answered 401 (``basic_auth``)."""
+        expected = None if basic_auth is None else \
+            "Basic " + base64.b64encode(":".join(basic_auth).encode()).decode()
         self._predicate: Callable[[Exchange], bool] | None = None
         self._released = threading.Event()
         self._lock = threading.Lock()
@@ -348,6 +356,13 @@ class HoldingProxy:
             def _forward(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
+                if expected is not None and self.headers.get("Authorization") != expected:
+                    proxy.refused += 1
+                    self.send_response(401, "Unauthorized")
+                    self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 try:
                     body = json.loads(raw) if raw else None
                 except ValueError:
@@ -417,8 +432,8 @@ class HoldingProxy:
 
 
 @contextlib.contextmanager
-def holding_proxy(upstream: str) -> Iterator[HoldingProxy]:
-    proxy = HoldingProxy(upstream)
+def holding_proxy(upstream: str, basic_auth: tuple[str, str] | None = None) -> Iterator[HoldingProxy]:
+    proxy = HoldingProxy(upstream, basic_auth)
     try:
         yield proxy
     finally:

@@ -78,6 +78,26 @@ def _second(entries: str, name: str):
     return make
 
 
+def _loop(scratch: Path) -> str:
+    """A folder path that runs through a symbolic link loop (a -> b -> a)."""
+    (scratch / "loop-a").symlink_to(scratch / "loop-b")
+    (scratch / "loop-b").symlink_to(scratch / "loop-a")
+    return str(scratch / "loop-a" / "checkpoints")
+
+
+def _scores(config, workdir, scratch):
+    """Labels that are a continuous score: 60 distinct non-integer numbers."""
+    frame = pd.read_parquet(config["datasets"][0]["source"]["train"])
+    frame["label"] = [round(0.01 * i + 0.005, 3) for i in range(len(frame))]
+    frame.to_parquet(scratch / "scores.parquet")
+    config["datasets"][0]["source"]["train"] = str(scratch / "scores.parquet")
+    return config
+
+
+SECRET = "s3cr3t-pw"
+"""A password in a tracking URI: no output of any case may show it."""
+
+
 def _all_at_once(config, workdir, scratch):
     config["tracking"] = {"uri": "foo://nowhere"}
     config["store"]["path"] = str(_a_file(scratch))
@@ -121,6 +141,23 @@ CASES = [
      ["strategies[2].params.n_drops: must be an int >= 1", "strategies[2].params.drop_rate: must be"]),
     ("budget-too-large", lambda c, w, s: (c["protocol"].update(cycles=100), c)[1],
      ["protocol:", "lower protocol.cycles/budget"]),
+    ("checkpoints-symlink-loop", _set("store", "checkpoints", _loop),
+     ["store.checkpoints", "loop-a", "symbolic link", "fix: correct or remove"]),
+    ("tracking-driver-missing", _set("tracking", "uri", f"mysql://albench:{SECRET}@127.0.0.1:1/grid"),
+     ["tracking.uri", "'mysql://albench:***@127.0.0.1:1/grid'", "needs the Python package 'mysqlclient'",
+      "fix: pip install 'mysqlclient'"]),
+    ("path-unset-variable", _set("store", "path", "${ALBENCH_NO_SUCH_VARIABLE}/store"),
+     ["store.path", "${ALBENCH_NO_SUCH_VARIABLE}", "not set", "fix: set it"]),
+    ("labels-that-are-scores", _scores,
+     ["datasets[topics].source.label_column", "non-integer numbers", "datasets[topics].float_labels: true"]),
+    ("name-over-mlflow-limit", lambda c, w, s: dict(c, name="n" * 1000),
+     ["name: 1000 characters, over MLflow's limit of 500", "fix: shorten name"]),
+    ("postgresql-down", _set("tracking", "uri",
+                             lambda s: f"postgresql+psycopg://albench:{SECRET}@127.0.0.1:{_free_port()}/grid"),
+     ["tracking.uri: cannot connect to the database server of 'postgresql+psycopg://albench:***@127.0.0.1",
+      "Connection refused", "fix: start it"]),
+    ("databricks-without-credentials", _set("tracking", "uri", "databricks://nowhere"),
+     ["tracking.uri", "needs Databricks credentials", "fix: set DATABRICKS_HOST and DATABRICKS_TOKEN"]),
     ("all-problems-at-once", _all_at_once,
      ["3 problem", "tracking.uri", "store.path", "datasets[topics].source.train"]),
 ]
@@ -137,6 +174,46 @@ def test_bad_input_is_a_clear_error_and_touches_nothing(grid, tmp_path, make, ex
         text = " ".join(result.output.split())
         assert result.exit_code == 2, (command, result.output, result.exception)
         assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+        assert "Traceback" not in result.output and text.startswith("error:"), text
+        for phrase in expected:
+            assert phrase in text, (command, phrase, text)
+        assert SECRET not in result.output, text
+    assert snapshot(workdir) == before
+
+
+def _random_bytes(tmp_path: Path) -> Path:
+    path = tmp_path / "random.yaml"
+    path.write_bytes(bytes(range(256))[::-1] * 8)
+    return path
+
+
+def _a_folder(tmp_path: Path) -> Path:
+    (tmp_path / "configs").mkdir()
+    return tmp_path / "configs"
+
+
+def _twice(config: dict):
+    def make(tmp_path: Path) -> Path:
+        path = write_config(tmp_path / "twice.yaml", config)
+        path.write_text(path.read_text() + "seeds:\n- 7\n")
+        return path
+    return make
+
+
+@pytest.mark.parametrize("make,expected", [
+    (_random_bytes, ["random.yaml: is not UTF-8 text", "fix: name the YAML config file"]),
+    (_a_folder, ["configs: is a folder, not a config file", "fix: name the YAML file in it"]),
+    ("twice", ["duplicate key 'seeds'", "again on line", "fix: keep one of the two"]),
+], ids=["random-bytes", "a-folder", "duplicate-key"])
+def test_a_config_file_that_is_not_a_config_is_a_clear_error(grid, tmp_path, make, expected):
+    """Every command: exit 2, the file and the fix, no internal error, nothing touched."""
+    config, workdir = grid
+    path = _twice(config)(tmp_path) if make == "twice" else make(tmp_path)
+    before = snapshot(workdir)
+    for command in ("validate", "run", "status", "report"):
+        result = CliRunner().invoke(app, [command, str(path)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 2, (command, result.output, result.exception)
         assert "Traceback" not in result.output and text.startswith("error:"), text
         for phrase in expected:
             assert phrase in text, (command, phrase, text)
@@ -243,7 +320,28 @@ def test_an_unexpected_error_is_logged_not_shown(tmp_path, monkeypatch, capsys):
         orchestrator.cli.main()
     assert stopped.value.code == orchestrator.cli.EXIT_INTERNAL
     out = " ".join(capsys.readouterr().out.split())
-    assert "internal error: RuntimeError: planted bug" in out and "please report it" in out
+    assert "internal error: RuntimeError: planted bug" in out
+    assert "send the command, your config and that file to albench's maintainers" in out, out
+    assert "github.com/albench" not in out  # no made-up address
     assert "Traceback" not in out
     logs = list((tmp_path / "logs").glob("albench-error-*.log"))
     assert len(logs) == 1 and "Traceback" in logs[0].read_text() and "planted bug" in logs[0].read_text()
+
+
+def test_a_huge_binary_csv_is_refused_without_reading_it(corpus, tmp_path):
+    """400 MB of NUL bytes named .csv (sparse: no disk used) is refused from its first bytes,
+    in seconds, not after pandas read a 400 MB "header" (tens of seconds, GBs of memory)."""
+    import time
+
+    huge = tmp_path / "huge.csv"
+    with huge.open("wb") as handle:
+        handle.truncate(400 * 2**20)
+    config = tiny_config(corpus, tmp_path)
+    config["datasets"][0]["source"]["train"] = str(huge)
+    path = write_config(tmp_path / "huge.yaml", config)
+    started = time.monotonic()
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    elapsed = time.monotonic() - started
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "source.train" in text and "holds NUL bytes" in text, text
+    assert elapsed < 10, elapsed

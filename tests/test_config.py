@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import yaml
 
 from orchestrator.config import ConfigError, load_config, parse_config
 from tests.conftest import tiny_config
@@ -92,6 +93,24 @@ def test_yaml_cannot_execute_code(tmp_path):
     evil.write_text("name: !!python/object/apply:os.system ['echo pwned']\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(evil)
+
+
+def test_environment_variables_in_paths_are_expanded_like_the_home_folder(tmp_path, monkeypatch):
+    """$VAR and ${VAR} in path fields become the variable's value (as ~ becomes the home
+    folder), $$ a dollar sign; never a folder literally called ${VAR}."""
+    monkeypatch.setenv("ALBENCH_TEST_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    config = copy.deepcopy(BASE)
+    config["datasets"][0]["source"]["train"] = "${ALBENCH_TEST_DATA}/train.parquet"
+    config["store"] = {"path": "$ALBENCH_TEST_DATA/store", "checkpoints": "~/ckpt$$"}
+    config["tracking"] = {"uri": "sqlite:///${ALBENCH_TEST_DATA}/mlflow.db"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    loaded = load_config(path)
+    assert loaded.datasets[0].source.train == tmp_path / "data" / "train.parquet"
+    assert loaded.store.path == tmp_path / "data" / "store"
+    assert loaded.store.checkpoints == tmp_path / "home" / "ckpt$"
+    assert loaded.tracking.uri == f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}"
 
 
 def test_default_experiments_yaml_is_valid():

@@ -190,7 +190,7 @@ def test_rare_classes_do_not_switch_the_search_off():
         learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 77, x, seed=0)
         learner.fit(x[:rows], y[:rows])
         assert np.isfinite(learner.search_stats[-1]["losses"][:3]).all()
-        classes, yy = np.unique(y[:rows], return_inverse=True)
+        yy = np.unique(y[:rows], return_inverse=True)[1]
         fold = fold_of(yy, 5)
         counts = np.bincount(yy)
         assert (fold[counts[yy] == 1] == -1).all() and (fold >= 0).any()

@@ -23,6 +23,7 @@ from orchestrator.report.context import Context
 from orchestrator.report.data import ReportData
 from orchestrator.report.page import Figures, Section, clean, esc, notes, page, safe_name
 from orchestrator.report.quality import CACHE_NAME, measure
+from orchestrator.tracking.base import masked
 from workers.files import atomic_write
 
 OUTPUTS = ("index.html", "results.parquet", "curves.parquet", "stats.json", "figures")
@@ -55,7 +56,7 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     context = Context(config=config, data=data, figures=Figures(out / "figures"), quality=quality,
                       quality_messages=quality_messages, jobs=jobs,
-                      meta={"date": date, "tracking_uri": getattr(tracker, "uri", ""), "mlflow_calls": calls})
+                      meta={"date": date, "tracking_uri": masked(getattr(tracker, "uri", "")), "mlflow_calls": calls})
     built: list[Section] = []
     timings = {"read": round(read_seconds, 3), "quality": round(time.perf_counter() - began_quality, 3)}
     for module in section_modules.modules():

@@ -20,12 +20,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
 
 from orchestrator.report.curve_band import LEVEL, draw, t_band
+from orchestrator.threads import DaemonPool
 from orchestrator.tracking import Tracker, TrialRun
 from workers.specs import TrialSpec
 
@@ -108,7 +109,7 @@ class CellFigures:
         self._started = time.monotonic()
         self._drawn: dict[Cell, float] = {}
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="albench-figures")
+        self._pool = DaemonPool(1, "albench-figures")  # never holds a stopped driver at exit
         self._job: Future | None = None
         self._folder = tempfile.TemporaryDirectory(prefix="albench-figures-")
         self.rendered = 0

@@ -30,6 +30,7 @@ from orchestrator.tracking.base import (
     TrackingURIError,
     TrialRun,
     best_runs,
+    masked,
     trial_params,
 )
 
@@ -66,6 +67,7 @@ __all__ = [
     "TrialRun",
     "backend_names",
     "best_runs",
+    "masked",
     "open_tracker",
     "trial_params",
 ]

@@ -8,6 +8,7 @@ Every backend is a module of this package that registers a factory with ``regist
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,20 @@ resubmitted to another node in one session). Not part of the trial key or of any
 REPORT_KIND = "report"
 
 
+_PASSWORD_IN_URI = re.compile(r"(?P<head>\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*):[^@\s]*@")
+_PASSWORD_IN_QUERY = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|token|access_token|secret)=)[^&;\s'\"]+",
+                                re.IGNORECASE)
+MASK = "***"
+
+
+def masked(text: str) -> str:
+    """``text`` with the password of every URI in it (``scheme://user:password@host``, or
+    ``?password=...``) replaced by ``***``: what albench shows of a tracking URI anywhere (the
+    terminal, errors, MLflow params and tags, the report)."""
+    text = _PASSWORD_IN_URI.sub(lambda m: f"{m.group('head')}:{MASK}@", text)
+    return _PASSWORD_IN_QUERY.sub(lambda m: f"{m.group('head')}{MASK}", text)
+
+
 class TrackingURIError(ValueError):
     """``tracking.uri`` cannot be used; the message names the field and the fix."""
 
@@ -48,6 +63,10 @@ class Lease(Protocol):
         ...
 
     def release(self) -> None: ...
+
+    def abandon(self) -> None:
+        """Stop holding it without a word to the tracking store (which does not answer)."""
+        ...
 
 
 Curve = list[tuple[int, float]]

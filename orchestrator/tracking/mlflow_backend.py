@@ -35,11 +35,18 @@ from orchestrator.tracking.base import (
     TrackingURIError,
     TrialRun,
     best_runs,
+    masked,
 )
 from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
-from orchestrator.tracking.mlflow_uri import check_uri, creation_lock, store_exists
+from orchestrator.tracking.mlflow_uri import (
+    check_uri,
+    creation_lock,
+    read_only_problem,
+    store_exists,
+    use_server_credentials,
+)
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -106,8 +113,12 @@ class MlflowTracker:
     def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
         """``create=False`` (read-only commands): a missing store or experiment is read as empty
         and is not created."""
-        check_uri(uri)
+        check_uri(uri, writing=create)
+        uri = use_server_credentials(uri)
+        self.shown_uri = masked(uri)
         self.uri = uri
+        """The URI MLflow is given (a server's credentials moved to MLflow's variables); the
+        password of a database URI is in it: show ``masked(uri)``."""
         self.experiment = experiment
         self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
@@ -122,7 +133,9 @@ class MlflowTracker:
         if not create and not store_exists(uri):
             return  # read as empty; an MlflowClient would create the file
         try:
-            with creation_lock(uri):  # MLflow creates and migrates the schema on first use
+            # MLflow creates the schema on first use; a read-only command creates nothing and
+            # takes no lock (the schema was checked: a read-only grid can be read)
+            with creation_lock(uri) if create else contextlib.nullcontext():
                 self._mlflow = self.client._client = MlflowClient(tracking_uri=uri)
                 found = self.client.get_experiment_by_name(experiment)
                 if found is None and create:
@@ -136,11 +149,10 @@ class MlflowTracker:
                 self.bulk = mlflow_sql.supports(self.store)
                 self.rest = None if self.bulk else for_store(self.store, self._count)
         except (MlflowException, SQLAlchemyError) as exc:
-            reason = " ".join(str(exc).split())[:400]
+            reason = masked(" ".join(str(exc).split())[:400])
             raise TrackingURIError(
-                f"tracking.uri: {uri!r} cannot be opened as an MLflow tracking store ({reason}); fix: "
-                "point tracking.uri at an MLflow database or server (move a damaged file away: a new "
-                "one is created)") from None
+                f"tracking.uri: MLflow cannot open {masked(uri)!r} ({reason}); fix: what MLflow says "
+                "above, or name another tracking store") from None
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -150,6 +162,12 @@ class MlflowTracker:
             if found is None:
                 raise exc from None
             return found.experiment_id
+
+    def abort(self) -> None:
+        """The writer gave up on the store (gone for longer than its bound): writes in flight
+        stop retrying at once."""
+        if self.rest is not None:
+            self.rest.abort()
 
     @property
     def store(self):
@@ -283,7 +301,7 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         self.client.log_batch(run.info.run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
-                              params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+                              params=[Param(k, masked(str(v))[:6000]) for k, v in params.items()])
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 
@@ -369,6 +387,8 @@ class MlflowTracker:
         folder = Path(folder)
         if not folder.is_dir():
             raise ValueError(f"no report folder at {folder}")
+        if (problem := read_only_problem(self.uri)) is not None:  # a read-only grid: not tried
+            raise TrackingURIError(problem)
         run_id = self.report_run()
         repository = self._artifacts(run_id)
         self.client.retrying(repository.log_artifacts)(str(folder))

@@ -119,6 +119,12 @@ class MlflowLease:
             except MlflowException as exc:  # a passing tracking-store error: the next beat tries again
                 log.warning("albench lease heartbeat failed (%s); trying again", exc)
 
+    def abandon(self) -> None:
+        """Stop renewing without releasing (the tracking store does not answer): the lease
+        expires after ``EXPIRY_SECONDS``, or at once for a driver on this host once we exit."""
+        self._stop.set()
+        self.lost.set()  # release() then leaves the store alone
+
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:

@@ -98,11 +98,11 @@ class RestRuns:
         self.backoff = MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get()
         self.timeout = MLFLOW_HTTP_REQUEST_TIMEOUT.get()
         self._headers = {**resolve_request_headers(), "Content-Type": "application/json"}
-        if creds.token:
-            self._headers["Authorization"] = f"Bearer {creds.token}"
-        elif creds.username and creds.password:
+        if creds.username and creds.password:  # MLflow's order (rest_utils): these, else a token
             basic = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
             self._headers["Authorization"] = f"Basic {basic}"
+        elif creds.token:
+            self._headers["Authorization"] = f"Bearer {creds.token}"
         self._tls = None
         if self._https:
             self._tls = ssl.create_default_context(cafile=creds.server_cert_path or None)
@@ -110,6 +110,11 @@ class RestRuns:
                 self._tls.check_hostname = False
                 self._tls.verify_mode = ssl.CERT_NONE
         self._local = threading.local()
+        self._aborted = threading.Event()
+
+    def abort(self) -> None:
+        """Stop retrying: every request in a retry wait, and every later one, fails at once."""
+        self._aborted.set()
 
     # ---------------------------------------------------------------------------- operations
     def create_run(self, experiment_id: str, start_time: int | None, run_name: str | None,
@@ -156,6 +161,9 @@ class RestRuns:
         data = json.dumps(body, allow_nan=False).encode()
         for attempt in range(self.retries + 1):
             wait = 0.0 if attempt == 0 else self.backoff * 2 ** (attempt - 1)
+            if self._aborted.is_set():
+                raise MlflowException(f"API request to {endpoint} given up: the tracking store "
+                                      "stopped answering")
             try:
                 status, answer, retry_after = self._send(endpoint, data)
             except (OSError, http.client.HTTPException) as exc:
@@ -168,7 +176,7 @@ class RestRuns:
                 if status not in TRANSIENT or attempt == self.retries:
                     raise _refusal(endpoint, status, answer)
                 wait = max(wait, retry_after)
-            time.sleep(min(wait, 120.0))
+            self._aborted.wait(min(wait, 120.0))
         raise AssertionError("unreachable")
 
     def _send(self, endpoint: str, data: bytes) -> tuple[int, bytes, float]:

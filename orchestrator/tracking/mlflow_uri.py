@@ -9,17 +9,19 @@ creation.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import json
 import os
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
-from orchestrator.tracking.base import TrackingURIError
+from orchestrator.tracking.base import TrackingURIError, masked
 
 SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "databricks")
 """What MLflow 3 can track to (``file:`` needs MLFLOW_ALLOW_FILE_STORE and is not offered)."""
@@ -37,26 +39,103 @@ def sqlite_path(uri: str) -> Path | None:
     return None if database in (None, "", ":memory:") else Path(database)
 
 
-def check_uri(uri: str) -> None:
-    """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, SQLite folder, server)."""
+def split_credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """An ``http(s)://user:password@host`` URI as (the URI without them, user, password); MLflow
+    takes a server's credentials from MLFLOW_TRACKING_USERNAME/PASSWORD, not from the URI. Any
+    other URI comes back as it is, with (None, None)."""
+    url = urlparse(uri)
+    if url.scheme not in ("http", "https") or "@" not in url.netloc:
+        return uri, None, None
+    host = url.netloc.rpartition("@")[2]
+    return (urlunparse(url._replace(netloc=host)), unquote(url.username or "") or None,
+            unquote(url.password or "") or None)
+
+
+def use_server_credentials(uri: str) -> str:
+    """The URI MLflow is given for ``uri``: a server's credentials moved from the URI to MLflow's
+    basic-auth variables (where its client and the REST writer read them), the URI without them."""
+    clean, user, password = split_credentials(uri)
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+    if password is not None:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    return clean
+
+
+def check_uri(uri: str, writing: bool = True) -> None:
+    """Raise ``TrackingURIError`` when ``uri`` cannot work (scheme, driver, SQLite folder,
+    server, a database that is not MLflow's or of another MLflow's schema); ``writing=False``
+    (read-only commands): a database that can be read is enough."""
     scheme = urlparse(uri).scheme.split("+")[0]
     if scheme not in SCHEMES:
         raise TrackingURIError(
-            f"tracking.uri: {uri!r} has the scheme {scheme or '(none)'!r}, which MLflow cannot track "
+            f"tracking.uri: {masked(uri)!r} has the scheme {scheme or '(none)'!r}, which MLflow cannot track "
             f"to; fix: use one of {', '.join(s + '://' for s in SCHEMES)} (e.g. sqlite:///mlflow.db)")
+    if scheme not in ("http", "https", "databricks"):
+        _check_driver(uri)
     path = sqlite_path(uri)
     if path is not None:
-        _check_sqlite(uri, path)
+        _check_sqlite(uri, path, writing)
     elif scheme in ("http", "https"):
         _check_server(uri)
+    elif scheme == "databricks":
+        _check_databricks(uri)
+    if scheme not in ("http", "https", "databricks") and store_exists(uri):
+        from orchestrator.tracking.mlflow_schema import check_schema
+
+        with creation_lock(uri, shared=True):
+            check_schema(uri)
 
 
-def _check_sqlite(uri: str, path: Path) -> None:
+def _check_databricks(uri: str) -> None:
+    """Databricks credentials present (MLflow would fail deep inside its client without them)."""
+    profile = urlparse(uri).netloc or "DEFAULT"
+    config = Path(os.environ.get("DATABRICKS_CONFIG_FILE", "~/.databrickscfg")).expanduser()
+    if os.environ.get("DATABRICKS_HOST") or (config.is_file() and f"[{profile}]" in config.read_text(errors="replace")):
+        return
+    raise TrackingURIError(
+        f"tracking.uri: {masked(uri)!r} needs Databricks credentials, and none are set (no "
+        f"DATABRICKS_HOST, no [{profile}] profile in {config}); fix: set DATABRICKS_HOST and "
+        "DATABRICKS_TOKEN (or run `databricks configure`), or track to sqlite:///mlflow.db")
+
+
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pymysql": "PyMySQL",
+                   "MySQLdb": "mysqlclient", "pyodbc": "pyodbc", "pg8000": "pg8000", "asyncpg": "asyncpg",
+                   "pymssql": "pymssql", "mysql": "mysql-connector-python"}
+"""The pip package of each database driver SQLAlchemy imports (by the module it imports)."""
+
+
+def _check_driver(uri: str) -> None:
+    """The database driver of ``uri`` importable (SQLAlchemy imports it on first use: an
+    ImportError there would surface as an internal error)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(uri)
+        url.get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise TrackingURIError(f"tracking.uri: {masked(uri)!r} is not a database URI SQLAlchemy "
+                               f"knows ({masked(str(exc))}); fix: e.g. sqlite:///mlflow.db or "
+                               "postgresql+psycopg://user:password@host:5432/db") from None
+    except ImportError as exc:
+        module = (exc.name or "").split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module or "its driver")
+        raise TrackingURIError(
+            f"tracking.uri: {masked(uri)!r} needs the Python package {package!r} (the driver "
+            f"{module!r} that SQLAlchemy uses for {url.drivername}://), which is not installed; fix: "
+            f"pip install {package!r} (in albench's environment)") from None
+
+
+def _check_sqlite(uri: str, path: Path, writing: bool = True) -> None:
+    uri = masked(uri)
     where = path.absolute()
     if where.is_dir():
         raise TrackingURIError(f"tracking.uri: {uri!r} names the folder {where}, not a database "
                                "file; fix: add a file name, e.g. sqlite:///mlflow.db")
     if where.exists():
+        if writing and (problem := read_only_problem(uri)) is not None:
+            raise TrackingURIError(problem)
         return
     existing = next(p for p in where.parents if p.exists())
     if not existing.is_dir():
@@ -70,13 +149,65 @@ def _check_sqlite(uri: str, path: Path) -> None:
                                f"not writable ({exc.strerror}); fix: choose a writable folder") from None
 
 
+def read_only_problem(uri: str) -> str | None:
+    """Why the existing SQLite database of ``uri`` cannot be written (SQLite writes a journal
+    beside the file: its folder must take files too), or None (also for other stores)."""
+    path = sqlite_path(uri)
+    if path is None or not path.exists():
+        return None
+    where = path.absolute()
+    try:  # root passes every permission check: only a real write tells
+        with tempfile.TemporaryFile(dir=where.parent):
+            pass
+        with open(where, "r+b"):
+            pass
+    except OSError as exc:
+        return (f"tracking.uri: the database {where} cannot be written ({exc.strerror}: SQLite writes "
+                f"a journal in {where.parent}); fix: make the file and its folder writable, or copy "
+                "the database to a writable folder; `albench status` and `albench report --out DIR` "
+                "read it as it is")
+    return None
+
+
 def _check_server(uri: str) -> None:
+    clean, user, password = split_credentials(uri)
+    request = urllib.request.Request(f"{clean.rstrip('/')}/health")
+    given = "the credentials in the URI"
+    if user is None and password is None:  # MLflow's own variables, as its client reads them
+        user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        given = "the credentials of MLFLOW_TRACKING_USERNAME/PASSWORD" if user or password else "no credentials"
+    if user and password:  # MLflow's order: a user and password first, else a token
+        basic = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {basic}")
+    elif token := os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        request.add_header("Authorization", f"Bearer {token}")
+        given = "the token of MLFLOW_TRACKING_TOKEN"
+    uri = masked(uri)
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_SECONDS):
-            return
+        try:
+            with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS):
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                raise
+        # something answers /health (or guards it, or is an older server): is it MLflow's API?
+        request.full_url = f"{clean.rstrip('/')}/api/2.0/mlflow/experiments/search?max_results=1"
+        with urllib.request.urlopen(request, timeout=SERVER_TIMEOUT_SECONDS) as answer:
+            body = answer.read()
+        try:
+            answered = json.loads(body or b"{}")
+        except ValueError:
+            answered = None
+        if not isinstance(answered, dict):
+            raise TrackingURIError(_not_mlflow(uri, f"its API answers {body[:60]!r}"))
     except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            raise TrackingURIError(
+                f"tracking.uri: the MLflow server at {uri} refused {given} ({exc.code} {exc.reason}); "
+                "fix: put the user and password in the URI (http://user:password@host:port) or set "
+                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)") from None
         if exc.code < 500:
-            return  # something answers (a proxy that guards /health, an older server): let MLflow speak
+            raise TrackingURIError(_not_mlflow(uri, f"{exc.code} {exc.reason} on its API")) from None
         # a gateway whose MLflow is down (or a server that cannot reach its database): MLflow
         # would retry every call for minutes before it said anything
         raise TrackingURIError(
@@ -100,21 +231,40 @@ def _check_server(uri: str) -> None:
             "(mlflow server --backend-store-uri ... --host 127.0.0.1) or correct the URI") from None
 
 
+def _not_mlflow(uri: str, what: str) -> str:
+    return (f"tracking.uri: the web server at {uri} is not an MLflow server ({what}); fix: give the "
+            "address of the MLflow server (mlflow server ... --host 127.0.0.1 --port 5000), with the "
+            "path it is served under if it is behind a proxy")
+
+
 @contextlib.contextmanager
-def creation_lock(uri: str) -> Iterator[None]:
-    """Held while an SQLite store is created or migrated (no-op for other stores)."""
+def creation_lock(uri: str, *, shared: bool = False) -> Iterator[None]:
+    """Held while an SQLite store is created or migrated (no-op for other stores). ``shared``:
+    held while one is read before MLflow opens it (a creation in progress is waited for); it
+    creates nothing, so a read-only folder can be read."""
     path = sqlite_path(uri)
     if path is None:
         yield
         return
-    path.absolute().parent.mkdir(parents=True, exist_ok=True)
     lock = path.absolute().with_name(f".{path.name}.albench-init.lock")
+    if shared:
+        try:
+            handle = open(lock)  # noqa: SIM115 - closed below
+        except OSError:  # no creation ever ran here (or it cannot be read): nothing to wait for
+            yield
+            return
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            yield
+        return
+    path.absolute().parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         yield
 
 
 def store_exists(uri: str) -> bool:
-    """False only for an SQLite file that does not exist yet (read-only commands create none)."""
+    """False only for an SQLite file that does not exist yet, or is empty (read-only commands
+    create none; an empty file is a database without tables)."""
     path = sqlite_path(uri)
-    return path is None or os.path.exists(path)
+    return path is None or (os.path.exists(path) and os.path.getsize(path) > 0)

@@ -73,6 +73,7 @@ class FileSource(TabularSource):
         empty = "is empty (0 bytes)" if path.stat().st_size == 0 else "has no header row"
         problems = {UnicodeDecodeError: "is not UTF-8 text", pd.errors.EmptyDataError: empty,
                     pd.errors.ParserError: "cannot be parsed as CSV"}
+        _refuse_binary(path, at, fix)  # first: pandas reads a binary "header" whole (GBs of NULs)
         with _reading(at, path, problems, fix):
             try:
                 cols = self.columns(pd.read_csv(path, nrows=0).columns, where, str(path))

@@ -22,6 +22,9 @@ def load_dataset(spec: DatasetSpec, cache_dir: Path | None = None) -> TextDatase
     src, where = spec.source, f"datasets[{spec.name}]"
     train, test = src.frames(where, Path(cache_dir or default_cache_dir()))
 
+    if not spec.float_labels:
+        for frame in (train, test):
+            _refuse_continuous(frame, spec, where)
     rows: dict[str, int] = {}
     dropped: dict[str, dict[str, int]] = {}
     train = _clean(train, "train", rows, dropped)
@@ -48,6 +51,34 @@ def load_dataset(spec: DatasetSpec, cache_dir: Path | None = None) -> TextDatase
         )
     return _make(spec.name, train["text"].tolist(), train_codes, test["text"].tolist(),
                  test_codes, names.tolist(), rows, dropped)
+
+
+CONTINUOUS_DISTINCT = 20
+"""More distinct non-integer numbers than this in a label column look like a score, not classes."""
+
+
+def _refuse_continuous(frame: pd.DataFrame | None, spec: DatasetSpec, where: str) -> None:
+    """Refuse a label column of many distinct non-integer numbers (a regression target or a
+    score: each value would become a class of its own) unless ``float_labels`` says so."""
+    if frame is None:
+        return
+    distinct = pd.Series(frame["label"].dropna().unique())
+    if len(distinct) <= CONTINUOUS_DISTINCT:
+        return
+    if not pd.api.types.is_float_dtype(distinct):  # numbers written as text (a CSV column of both)
+        if pd.api.types.is_bool_dtype(distinct):
+            return
+        distinct = pd.to_numeric(distinct, errors="coerce")
+        if distinct.isna().any():
+            return  # words among them: class names
+    if (distinct % 1 != 0).any():
+        column = getattr(spec.source, "label_column", "label")
+        examples = ", ".join(f"{v:g}" for v in sorted(distinct)[:3])
+        raise DatasetError(
+            f"{where}.source.label_column: column {column!r} holds {len(distinct)} distinct non-integer "
+            f"numbers ({examples}, ...): a continuous score, not classes (each value would be a class "
+            f"of its own); fix: name the class column in label_column, bin the scores into classes, "
+            f"or set {where}.float_labels: true to make each value a class")
 
 
 def _make(name, train_texts, train_codes, test_texts, test_codes, label_names, source_rows,

@@ -37,3 +37,8 @@ class DatasetSpec(Spec):
     split_seed: int = Field(
         0, ge=0, description="Seed of the held-out test split when the source has no test split."
     )
+    float_labels: bool = Field(
+        False, description="Accept a label column of non-integer numbers with many distinct values "
+        "(it looks like a continuous score) and make each distinct value a class; without it such "
+        "a column is refused."
+    )

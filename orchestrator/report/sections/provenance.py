@@ -11,6 +11,7 @@ import pandas as pd
 import yaml
 
 from orchestrator.report.page import Section, esc, table, words
+from orchestrator.tracking.base import masked
 
 ORDER = 8
 TITLE = "8. Provenance"
@@ -41,7 +42,7 @@ def build(context) -> Section:
     counts = data.trials["status"].value_counts().rename_axis("status").reset_index(name="trials") \
         if not data.trials.empty else pd.DataFrame()
     chosen = learner_choices(data.curves)
-    dumped = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+    dumped = masked(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     info = {"date": now, "experiment": config.experiment_name, "tracking_uri": context.meta.get("tracking_uri"),
             "result_version": RESULT_VERSION, "trials": len(data.trials), "versions": found,
             "mlflow_calls": context.meta.get("mlflow_calls")}
