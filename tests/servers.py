@@ -83,6 +83,36 @@ def stop_group(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: floa
         process.wait(timeout=grace)
 
 
+@contextlib.contextmanager
+def answering(status: int, headers: dict[str, str] | None = None, body: bytes = b"") -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering every GET and POST with ``status`` (and
+    ``headers``, ``body``) while the context lasts; yields its URL."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_POST = do_GET
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def http_answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from tests.conftest import run_in_process, tiny_config, write_config, write_corpus
+from tests.servers import answering
 
 
 @pytest.fixture(scope="module")
@@ -242,27 +243,8 @@ def test_dropped_rows_are_counted_per_split_in_validate_and_run(grid, tmp_path):
 def gateway_whose_mlflow_is_down():
     """A real HTTP server on 127.0.0.1 answering 503 to everything, as a reverse proxy does when
     the MLflow server behind it is down (MLflow's client would retry each call for minutes)."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Unavailable(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(503)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_POST = do_GET
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(503) as url:
+        yield url
 
 
 @pytest.mark.parametrize("down", ["nothing-listens", "gateway-answers-503"])

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ from typer.testing import CliRunner
 
 from orchestrator.cli import app
 from tests.conftest import tiny_config, write_config
+from tests.servers import answering
 
 COMMANDS = ("validate", "run", "status", "report")
 
@@ -121,29 +120,9 @@ def web_server(request):
     """A real HTTP server on 127.0.0.1 that is not MLflow: ``request.param`` is the status it
     answers everything with (404: a web site; 401: a server that wants credentials)."""
     status = request.param
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html>not here</html>"
-            self.send_response(status)
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="mlflow"')
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        do_POST = do_GET
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with answering(status, {"WWW-Authenticate": 'Basic realm="mlflow"'} if status == 401 else {},
+                   b"<html>not here</html>") as url:
+        yield url
 
 
 @pytest.mark.parametrize("web_server,said", [
