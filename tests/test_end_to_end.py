@@ -306,7 +306,8 @@ def test_an_interrupt_while_writes_are_in_flight_logs_no_step_twice(ray_session,
     assert log.begin() is None  # a new run, from scratch
     records = [
         CycleRecord(cycle=c, n_labelled=6 * (c + 1), accuracy=0.5 + c / 10, macro_f1=0.4, query_seconds=0.01,
-                    fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}))
+                    fit_seconds=0.02, checkpoint=Checkpoint(c, list(range(6 * (c + 1))), {}),
+                    learner={"learner_C": 10.0, "learner_searched": float(c == 0)})
         for c in range(4)
     ]
     log.add(records[:3])

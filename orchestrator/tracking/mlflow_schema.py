@@ -21,13 +21,13 @@ CONNECT_SECONDS = 10
 """How long a database server may take to accept a connection (PostgreSQL, MySQL)."""
 
 
-def _engine(uri: str):
+def _engine(uri: str, read_only: bool = True):
     import sqlalchemy
 
     arguments = {}
     if uri.startswith(("postgresql", "mysql")):
         arguments["connect_args"] = {"connect_timeout": CONNECT_SECONDS}
-    if uri.startswith("sqlite:"):  # read only: nothing is created or changed by looking
+    if uri.startswith("sqlite:") and read_only:  # nothing is created or changed by looking
         from orchestrator.tracking.mlflow_uri import sqlite_path
 
         path = sqlite_path(uri)
@@ -36,15 +36,16 @@ def _engine(uri: str):
     return sqlalchemy.create_engine(uri, **arguments)
 
 
-def schema_state(uri: str) -> tuple[str, str | None, list[str]]:
+def schema_state(uri: str, read_only: bool = True) -> tuple[str, str | None, list[str]]:
     """(state, revision, tables) of the database at ``uri``; state is ``empty`` (MLflow may
-    create its tables), ``current``, ``older``, ``newer`` or ``foreign`` (not MLflow's)."""
+    create its tables), ``current``, ``older``, ``newer`` or ``foreign`` (not MLflow's).
+    ``read_only=False``: a SQLite file opened for writing, so a hot journal is rolled back."""
     import sqlalchemy
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config, _get_latest_schema_revision
 
-    engine = _engine(uri)
+    engine = _engine(uri, read_only)
     try:
         with engine.connect() as connection:
             tables = sorted(sqlalchemy.inspect(connection).get_table_names())
@@ -67,8 +68,20 @@ def schema_state(uri: str) -> tuple[str, str | None, list[str]]:
 def _settled_state(uri: str, settle: float = 2.0, limit: float = 120.0):
     """``schema_state``, waited out while another process creates or migrates the tables of a
     database server (what looks foreign or older and changes from one look to the next). A
-    SQLite file needs no wait: its creation holds ``creation_lock``."""
-    found = schema_state(uri)
+    SQLite file needs no wait: its creation holds ``creation_lock``. A SQLite file left with a
+    hot journal by a writer killed mid-transaction cannot be read read-only; it is then opened as
+    any SQLite client would, which rolls the cut-short transaction back (nothing else changes)."""
+    from sqlalchemy.exc import OperationalError
+
+    try:
+        found = schema_state(uri)
+    except OperationalError as exc:
+        from orchestrator.tracking.mlflow_uri import sqlite_path
+
+        path = sqlite_path(uri) if uri.startswith("sqlite:") else None
+        if path is None or "readonly database" not in str(exc) or not Path(f"{path}-journal").exists():
+            raise
+        found = schema_state(uri, read_only=False)
     deadline = time.monotonic() + limit
     while found[0] in ("foreign", "older") and not uri.startswith("sqlite:") and time.monotonic() < deadline:
         time.sleep(settle)
