@@ -1,4 +1,4 @@
-"""Multinomial logistic regression (scikit-learn's L-BFGS), fixed C or C chosen per cycle.
+"""Multinomial logistic regression, fixed C (scikit-learn) or C chosen per cycle (``solve``).
 
 ``C: <number>`` is scikit-learn's ``LogisticRegression(C)`` on the labelled rows, unchanged.
 
@@ -24,9 +24,9 @@
   is never chosen. Among the candidates no worse than the best by more than one standard error
   of the paired per-row differences, the largest C wins: at 20 labels a handful of held-out rows
   cannot tell the candidates apart, and the weakly regularised model is the better guess there
-  (measured: mean gap 0.91 -> 0.77 points, worst budget 5.9 -> 3.5). The grid is walked upwards and stops once the score has risen at two
-  successive candidates: the weakly regularised models, the slowest to fit, are fitted only
-  where they may win.
+  (measured: mean gap 0.91 -> 0.77 points, worst budget 5.9 -> 3.5). The grid is walked
+  upwards and stops once the score has risen at two successive candidates: the weakly
+  regularised models, the slowest to fit, are fitted only where they may win.
 - **The folds of a search in one L-BFGS** (``solve``): their objectives are independent, so
   one optimisation over their sum fits every fold at once.
 - **Searched every ``search_growth``.** The search runs on the first cycle with two classes and
@@ -300,7 +300,6 @@ class LogisticRegressionLearner(Learner):
             if not collapsed[index] and difference.sum() <= np.sqrt(difference.size) * difference.std():
                 return grid[index]
         return grid[best]
-
 
 
 def _row_scores(probabilities: np.ndarray, y: np.ndarray) -> np.ndarray:
