@@ -181,21 +181,55 @@ def test_a_candidate_regularised_into_the_majority_class_is_never_chosen():
 
 
 def test_rare_classes_do_not_switch_the_search_off():
-    """20-40 labels of 77 classes, most of them seen once: the search still runs over the rows
-    of the classes seen twice or more (singletons always in training) and scores every C."""
-    from workers.learners.logistic import fold_of
+    """40-60 labels of 77 classes, most of them seen once: the search still runs over the rows
+    of the classes seen twice or more (singletons always in training) and scores every C it
+    walks to."""
+    from workers.learners.logistic import MIN_HELD_OUT, fold_of
 
     x, y = _noisy(n=2000, d=256, classes=77, flip=0.0, seed=2)
-    for rows in (20, 40):
+    for rows in (40, 60):
         learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 77, x, seed=0)
         learner.fit(x[:rows], y[:rows])
-        assert np.isfinite(learner.search_stats[-1]["losses"][:3]).all()
+        search = learner.search_stats[-1]
+        assert search["held_out"] >= MIN_HELD_OUT and np.isfinite(search["losses"][:2]).all()
         yy = np.unique(y[:rows], return_inverse=True)[1]
         fold = fold_of(yy, 5)
         counts = np.bincount(yy)
         assert (fold[counts[yy] == 1] == -1).all() and (fold >= 0).any()
         for f in range(5):  # every held-out row's class keeps a row in that fold's training part
             assert set(yy[fold == f]) <= set(yy[fold != f])
+
+
+def test_too_few_held_out_rows_take_the_largest_C():
+    """20 labels of 77 classes: a handful of rows can be held out, too few to tell candidates
+    apart; the largest C is taken (and recorded as a search), no smaller one is fitted."""
+    from workers.learners.logistic import MIN_HELD_OUT
+
+    x, y = _noisy(n=2000, d=256, classes=77, flip=0.0, seed=2)
+    learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 77, x, seed=0)
+    learner.fit(x[:20], y[:20])
+    search = learner.search_stats[-1]
+    assert 0 < search["held_out"] < MIN_HELD_OUT and search["grid"] == [max(GRID)]
+    assert learner.fit_info() == {"learner_C": max(GRID), "learner_searched": 1.0}
+
+
+def test_fits_between_searches_start_from_the_search_and_reach_the_same_model():
+    """A cycle that reuses the last C starts from the last search's models: fewer iterations
+    than from zero, the same head (to the solver's tolerance)."""
+    from workers.learners.logistic import RowSpan, solve
+
+    x, y = _noisy(seed=6)
+    learner = make_learner(LogisticRegressionSpec(C_grid=GRID), 3, x, seed=0)
+    learner.fit(x[:100], y[:100])
+    head = learner.fit(x[:140], y[:140])
+    assert learner.fit_info()["learner_searched"] == 0
+    span, C = RowSpan(x[:140].astype(np.float64)), learner.fit_info()["learner_C"]
+    cold, cold_iterations = solve(span.z, y[:140], 3, C)
+    _, warm_iterations = solve(span.z, y[:140], 3, C, start=learner._start_in(span, np.arange(3)))
+    assert warm_iterations < cold_iterations
+    weights = span.expand(cold[0][:-1]).T
+    np.testing.assert_allclose(head.weights, weights, atol=2e-3 * np.abs(weights).max())
+    np.testing.assert_array_equal(head.logits(x[1000:]).argmax(1), (x[1000:] @ weights.T + cold[0][-1]).argmax(1))
 
 
 def test_the_validation_split_chooses_C():

@@ -342,11 +342,13 @@ class TrialSpec(Spec):
         return stable_hash(self.key_payload())[:24]
 
 
-RESULT_VERSION = 3
+RESULT_VERSION = 4
 """Bump when a change to albench alters curves, so old results are not taken as current.
 2: the default learner chooses C per cycle on standardised features (was: C = 1 on raw ones).
 3: C: auto's candidates are converged models, scored by the held-out Brier score on folds that
-   keep rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties)."""
+   keep rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties).
+4: C: auto takes the largest C when fewer than 10 rows can be held out, and its fits start from
+   the last search's models (the same minimiser to the solver's tolerance)."""
 
 
 def stable_hash(payload: Any) -> str:
