@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from orchestrator.config import ConfigError, ExperimentConfig, config_schema, load_config
-from orchestrator.console import Reporter, describe
+from orchestrator.console import Reporter, describe, plural
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark active-learning strategies on frozen text embeddings.")
@@ -189,7 +189,8 @@ def run(
     if summary.single_class:
         cycles = sum(n for _, n in summary.single_class)
         first = summary.single_class[0]
-        reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
+        reporter.warn(f"warning: in {plural(len(summary.single_class), 'trial')} ({plural(cycles, 'cycle')}) "
+                      "the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
                       f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
     shown = masked(config.tracking.uri)
@@ -270,9 +271,21 @@ def report(
     folder = build_report(config, tracker, plan, folder)
     _said_report(folder, config, tracker)
     if open_it:
-        import webbrowser
+        _open_page(folder / "index.html")
 
-        webbrowser.open((folder / "index.html").resolve().as_uri())
+
+def _open_page(path: Path) -> None:
+    """Open ``path`` in the default browser, or say why not and where the file is."""
+    import os
+    import webbrowser
+
+    where = path.resolve()
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        reporter.say(f"not opened: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); open {where} in a "
+                     "browser on a machine with a screen (copy the folder, or serve it: python -m http.server)")
+        return
+    if not webbrowser.open(where.as_uri()):
+        reporter.say(f"not opened: no browser found by Python's webbrowser module; open {where} yourself")
 
 
 def _report_after_run(config_path: Path, config, plan, tracker) -> None:

@@ -60,7 +60,7 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
                       quality_messages=quality_messages, jobs=jobs,
                       meta={"date": date, "tracking_uri": masked(getattr(tracker, "uri", "")), "mlflow_calls": calls})
     built: list[Section] = []
-    timings = {"read": round(read_seconds, 3), "quality": round(time.perf_counter() - began_quality, 3)}
+    timings = {"read": round(read_seconds, 3), "quality_measurement": round(time.perf_counter() - began_quality, 3)}
     for module in section_modules.modules():
         began = time.perf_counter()
         try:

@@ -13,6 +13,7 @@ import math
 
 import pandas as pd
 
+from orchestrator.console import plural
 from orchestrator.report import stats
 from orchestrator.report.context import ALPHA, across_problems
 from orchestrator.report.data import RANDOM
@@ -67,7 +68,7 @@ def sentence(answer: dict, label: str) -> str:
     else:
         gain = (f"its gain over random is {answer['gain over random']:+.3f} "
                 f"{interval(answer['ci_low'], answer['ci_high'])} ({verdict(answer['ci_low'], answer['ci_high'])}; "
-                f"95 % t-interval over {answer['problems']} problems)")
+                f"95 % t-interval over {plural(answer['problems'], 'problem')})")
     separated = ("no test separates it from " + (", ".join(esc(s) for s in others) if others else "none")
                  + (": every strategy of the grid" if len(tied) == answer["strategies"] > 2 else ""))
     return (f"<b>{esc(answer['scope'])}</b>: use <b>{esc(answer['use'])}</b> (best average rank "
@@ -90,7 +91,7 @@ def pool_sentences(context) -> tuple[list[str], pd.DataFrame]:
             word, f"neither pool is shown to help ({word})")
         said.append(f"<b>{esc(row.embedder)}</b>: {esc(helps)}: {row.initial_pool} minus random "
                     f"{row.gain:+.3f} {interval(row.ci_low, row.ci_high)} in early AUC (95 % t-interval over "
-                    f"{row.units} {row.unit}s).")
+                    f"{plural(row.units, row.unit)}).")
     return said, found
 
 
@@ -100,8 +101,9 @@ def decide(context, main: dict | None) -> str:
         return "Nothing can be decided yet: no problem where every strategy has a complete cell."
     reach = main["power"]
     n, k = reach["problems"], len(data.strategies)
-    head = (f"This grid has {n} problems ({len(data.datasets)} datasets x {len(data.embedders)} embedders), "
-            f"{len(data.seeds)} seeds and {k} strategies ({reach['pairs']} pairs). ")
+    head = (f"This grid has {plural(n, 'problem')} ({plural(len(data.datasets), 'dataset')} x "
+            f"{plural(len(data.embedders), 'embedder')}), {plural(len(data.seeds), 'seed')} and "
+            f"{plural(k, 'strategy', 'strategies')} ({plural(reach['pairs'], 'pair')}). ")
     if reach["can_reach_alpha"]:
         can = (f"Its pairwise tests can separate strategies (smallest attainable Holm-adjusted p "
                f"{reach['min_adjusted_p']:.3g} < {ALPHA}) when the evidence is strong; ")
@@ -111,7 +113,7 @@ def decide(context, main: dict | None) -> str:
                "by construction; ")
     per = stats.power(len(data.datasets), reach["pairs"], ALPHA)
     per_embedder = ("" if len(data.embedders) < 2 else
-                    f"per embedder ({len(data.datasets)} datasets) the smallest is {per['min_adjusted_p']:.3g}. ")
+                    f"per embedder ({plural(len(data.datasets), 'dataset')}) the smallest is {per['min_adjusted_p']:.3g}; ")
     more = max(0, reach["problems_needed"] - n)
     datasets_more = math.ceil(more / max(1, len(data.embedders)))
     add = (f"To decide more, add datasets: {reach['problems_needed']} problems would let a pair reach {ALPHA} "
