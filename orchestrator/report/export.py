@@ -90,7 +90,7 @@ def typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
     if file == "results":
         frame = frame.rename(columns={m: f"{LAST_CYCLE}{m}" for m in CYCLE_METRICS if m in frame})
     for column in frame.columns:
-        if frame[column].dtype != object:
+        if not (frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column])):
             continue
         values = [_value(v) for v in frame[column]]
         present = [v for v in values if v is not None]
@@ -100,9 +100,8 @@ def typed(frame: pd.DataFrame, file: str) -> pd.DataFrame:
             kind = "Int64" if all(isinstance(v, int) for v in present) else "Float64"
             frame[column] = pd.array(values, dtype=kind)
         else:
-            frame[column] = pd.array([None if v is None else str(v) for v in frame[column].map(
-                lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) or v == "None" else v)],
-                dtype="string")
+            frame[column] = pd.array([None if v is None else str(o) for o, v in zip(frame[column], values)],
+                                     dtype="string")
     return frame
 
 
