@@ -192,7 +192,7 @@ def run(
         reporter.warn(f"warning: in {plural(len(summary.single_class), 'trial')} ({plural(cycles, 'cycle')}) "
                       "the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
-                      f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
+                      f"albench.warnings.learner), e.g. {describe(first[0])}: {plural(first[1], 'cycle')}")
     shown = masked(config.tracking.uri)
     where = (f"its UI is the server's: {shown}"
              if shown.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
@@ -271,21 +271,10 @@ def report(
     folder = build_report(config, tracker, plan, folder)
     _said_report(folder, config, tracker)
     if open_it:
-        _open_page(folder / "index.html")
+        from orchestrator.report.publish import open_in_browser
 
-
-def _open_page(path: Path) -> None:
-    """Open ``path`` in the default browser, or say why not and where the file is."""
-    import os
-    import webbrowser
-
-    where = path.resolve()
-    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        reporter.say(f"not opened: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); open {where} in a "
-                     "browser on a machine with a screen (copy the folder, or serve it: python -m http.server)")
-        return
-    if not webbrowser.open(where.as_uri()):
-        reporter.say(f"not opened: no browser found by Python's webbrowser module; open {where} yourself")
+        if (why := open_in_browser(folder / "index.html")) is not None:
+            reporter.say(why)
 
 
 def _report_after_run(config_path: Path, config, plan, tracker) -> None:
