@@ -192,13 +192,14 @@ def plotly_js() -> str:
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:0 auto;
-padding:1em 1.2em;color:#222;line-height:1.45;overflow-wrap:anywhere}
+padding:1em 1.2em;color:#222;line-height:1.45}
 .scroll{max-width:100%;overflow-x:auto}.panel h4{margin:0.4em 0 0 0.3em;font-size:0.95em}
 .answer{background:#eef6ee;border-left:4px solid #2ca02c;padding:0.3em 1em;margin:0.6em 0}
 .downloads{font-size:0.85em;color:#555}
 h1{margin-bottom:0.2em}h2{border-bottom:1px solid #ccc;padding-bottom:0.2em;margin-top:2em}
 table.data{border-collapse:collapse;font-size:0.85em;margin:0.6em 0}
-table.data th,table.data td{border:1px solid #ddd;padding:2px 6px;text-align:right}
+table.data th,table.data td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
+p,li{overflow-wrap:break-word}
 table.data th{background:#f4f4f4}table.data td:first-child,table.data th:first-child{text-align:left}
 .note{background:#fff6e0;border-left:4px solid #e0a800;padding:0.3em 1em;margin:0.6em 0;font-size:0.9em}
 .incomplete{background:#fde2e2}.small,.caption{font-size:0.85em;color:#555}

@@ -129,7 +129,8 @@ def build(context) -> Section:
     if not found:
         messages.append("fewer than two strategies with complete cells on a common problem: nothing to compare")
     for label, (result, scores) in found.items():
-        messages.extend(f"{label}: {m}" for m in result.messages)
+        messages.extend(f"{label}: {m}" for m in result.messages
+                        if m != stats.power_words(result.power))  # said under its own table
         out[label], body = _compare(result, scores, label, context)
         parts.append(body)
     text = words(

@@ -70,9 +70,9 @@ def build(context) -> Section:
             stats_out.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
                               "steps": x, "mean": band["mean"].tolist(), "low": band["low"].tolist(),
                               "high": band["high"].tolist(), "n": band["n"].tolist()})
-        figure.update_layout(xaxis_title="labelled examples", yaxis_title=f"test {label}", height=340,
+        figure.update_layout(xaxis_title="labelled examples", yaxis_title=f"test {label}", height=400,
                              margin={"l": 50, "r": 10, "t": 30, "b": 40}, template="plotly_white",
-                             legend={"font": {"size": 10}})
+                             legend={"font": {"size": 10}, "orientation": "h", "y": -0.25})
         divs.append(plotly_div(figure, f"{dataset} / {embedder}"))
         ax.set_title(f"{dataset} / {embedder}", fontsize=9)
         ax.set_xlabel("labelled examples", fontsize=8)

@@ -16,9 +16,8 @@ from orchestrator.report.page import Section, notes, table, words
 NAME = "quality"
 AFTER = "initial-pool"
 TITLE = "Embedding quality and AL gain"
-MEASURES = {"quality": "headroom-scaled accuracy (learner on the whole pool)", "few_shot": "few-labels probe",
-            "rankme": "RankMe (label-free)", "alpha_req": "alpha-ReQ (label-free)",
-            "user_quality": "report.embedder_quality"}
+MEASURES = {"quality": "headroom-scaled accuracy", "few_shot": "few-labels probe", "rankme": "RankMe",
+            "alpha_req": "alpha-ReQ", "user_quality": "report.embedder_quality"}
 
 
 def correlations(gains: pd.DataFrame, quality: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -29,7 +28,7 @@ def correlations(gains: pd.DataFrame, quality: pd.DataFrame, column: str) -> pd.
         found = stats.within_correlation(group[column], group["gain"], group["dataset"])
         rows.append({"measure": MEASURES.get(column, column), "strategy": strategy, "r within datasets": found["r"],
                      "ci_low": found["ci_low"], "ci_high": found["ci_high"], "p": found["p"],
-                     "problems": found["n"], "datasets": found["groups"], "note": found["message"] or ""})
+                     "problems": found["n"], "datasets": found["groups"], "note": found["message"]})
     return pd.DataFrame(rows)
 
 
@@ -61,23 +60,27 @@ def build(context) -> Section:
                 found.append(correlations(gains.table, usable, column))
     result = pd.concat(found, ignore_index=True) if found else pd.DataFrame()
     if not result.empty:
-        messages.extend(sorted({f"{n}" for n in result["note"] if n}))
+        messages.extend(sorted({n for n in result["note"] if n}))
+        result = result.drop(columns="note")
     html = ""
     measured = quality.dropna(subset=["quality"]) if "quality" in quality else quality.iloc[0:0]
     if not gains.table.empty and len(measured):
         joined = gains.table.merge(measured, on=["dataset", "embedder"])
+        for column in ("quality", "gain"):  # within datasets: each dataset's mean removed, as the r
+            joined[column] = joined[column] - joined.groupby(["dataset", "strategy"])[column].transform("mean")
         figure = Figure(figsize=(6.2, 4.2))
         ax = figure.subplots()
         for strategy, group in joined.groupby("strategy", sort=False):
             ax.scatter(group["quality"], group["gain"], label=strategy, color=context.colors.get(strategy),
                        s=24, alpha=0.85)
         ax.axhline(0, color="#555", linestyle="--", linewidth=1)
-        ax.set_xlabel("embedding quality: (accuracy - majority rate) / (1 - majority rate)", fontsize=8)
-        ax.set_ylabel("gain over random (full AUC)", fontsize=8)
+        ax.set_xlabel("headroom-scaled quality minus its dataset's mean", fontsize=8)
+        ax.set_ylabel("gain over random (full AUC) minus its dataset's mean", fontsize=8)
         ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
         figure.tight_layout()
-        html = context.figures.save(figure, "quality_vs_gain", "Embedding quality against gain over random")
+        html = context.figures.save(figure, "quality_vs_gain", "Embedding quality against gain over random, "
+                                    "within datasets")
     shown_quality = quality[[c for c in ("dataset", "embedder", "quality", "accuracy", "majority",
                                          "rank_in_dataset", "few_shot", "rankme", "alpha_req", "user_quality",
                                          "train_rows", "test_rows") if c in quality]]

@@ -117,7 +117,7 @@ def decide(context, main: dict | None) -> str:
     more = max(0, reach["problems_needed"] - n)
     datasets_more = math.ceil(more / max(1, len(data.embedders)))
     add = (f"To decide more, add datasets: {reach['problems_needed']} problems would let a pair reach {ALPHA} "
-           f"(about {datasets_more} more datasets with these embedders), or compare fewer strategies. "
+           f"(about {plural(datasets_more, 'more dataset')} with these embedders), or compare fewer strategies. "
            if more else "More datasets would narrow every interval. ")
     return (head + can + per_embedder + "what it can decide is whether a strategy's mean gain over random "
             "lies above or below 0, from the intervals. More seeds narrow each problem's interval but add no "
