@@ -143,12 +143,12 @@ class TrialLog:
 
     def add(self, records: list[CycleRecord]) -> None:
         """Cycles streamed from the trajectory, stamped as they arrive: the run starts when its
-        first cycle began (its arrival less its query and fit seconds) and ends at its last."""
+        first cycle began (the first batch's arrival less its cycles' query and fit seconds) and
+        ends when its last cycle arrived."""
         if records:
             now = int(time.time() * 1000)
             if not self.began:
-                first = records[0]
-                self.began = now - round(1000 * (first.query_seconds + first.fit_seconds))
+                self.began = now - round(1000 * sum(r.query_seconds + r.fit_seconds for r in records))
             self.last_cycle = now
         self.buffer.extend(records)
 
