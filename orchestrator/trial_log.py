@@ -98,7 +98,7 @@ class TrialLog:
         self.began = 0
         """When its first cycle of this session began (epoch ms; 0 before any)."""
         self.last_cycle = 0
-        """When its latest cycle arrived (epoch ms): the run's end when it finishes."""
+        """When its latest cycle ended (epoch ms): the run's end when it finishes."""
 
     @property
     def run_id(self) -> str | None:
@@ -142,14 +142,12 @@ class TrialLog:
             self.nodes.append(node)
 
     def add(self, records: list[CycleRecord]) -> None:
-        """Cycles streamed from the trajectory, stamped as they arrive: the run starts when its
-        first cycle began (the first batch's arrival less its cycles' query and fit seconds) and
-        ends when its last cycle arrived."""
+        """Cycles streamed from the trajectory: the run starts when its first cycle began and
+        ends when its last one ended (the worker's clock, not when the driver got to them)."""
         if records:
-            now = int(time.time() * 1000)
             if not self.began:
-                self.began = now - round(1000 * sum(r.query_seconds + r.fit_seconds for r in records))
-            self.last_cycle = now
+                self.began = round(1000 * records[0].began_at)
+            self.last_cycle = round(1000 * records[-1].ended_at)
         self.buffer.extend(records)
 
     def flush(self) -> RunWrite | None:
