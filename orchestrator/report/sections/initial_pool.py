@@ -90,7 +90,7 @@ def build(context) -> Section:
                    hatch="//" if metric.startswith("early") else None, alpha=0.85)
         ax.axhline(0, color="#555", linewidth=1)
         ax.set_xticks(range(len(embedders)), embedders, fontsize=8)
-        ax.set_ylabel(f"pool minus random pool ({context.metric} AUC)\n95 % t-interval over datasets", fontsize=8)
+        ax.set_ylabel(f"pool minus random pool ({context.metric} AUC)\n95 % t-interval (unit: a dataset; all embedders: a problem)", fontsize=7)
         ax.legend(fontsize=7)
         ax.grid(axis="y", alpha=0.3)
         figure.tight_layout()
