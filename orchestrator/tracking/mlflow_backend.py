@@ -47,6 +47,7 @@ from orchestrator.tracking.mlflow_uri import (
     store_exists,
     use_server_credentials,
 )
+from orchestrator.tracking.spans import later_ends
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -122,8 +123,7 @@ class MlflowTracker:
         self.experiment = experiment
         self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
-        self._parent_ends: dict[str, int] = {}
-        """Parent run id -> its end time as recorded (epoch ms)."""
+        self._parent_ends: dict[str, int] = {}  # parent run id -> its end as recorded (epoch ms)
         self._parent_lock = threading.Lock()
         self._mlflow: MlflowClient | None = None
         self._artifact_location = ""
@@ -239,25 +239,12 @@ class MlflowTracker:
         return MlflowLease(self.client, self.experiment)
 
     def parent_run(self, dataset: str, embedder: str, start: int | None = None) -> str:
-        """The run grouping every trial of one (dataset, embedder) cell (created starting at
-        ``start``, its first trial's start, in epoch ms)."""
+        """The run grouping every trial of one (dataset, embedder) cell (starting at ``start``)."""
         group = f"{dataset} / {embedder}"
         with self._parent_lock:  # writer threads ask at once
             if group not in self._parents:
                 self._parents[group] = self._find_or_create_parent(group, dataset, embedder, start)
             return self._parents[group]
-
-    def _spans(self, writes: list[RunWrite]) -> dict[str, int]:
-        """Parent run id -> its new end: the latest end of its trials in ``writes``, where that
-        is later than the end it has (a parent spans its children)."""
-        found: dict[str, int] = {}
-        for write in writes:
-            if write.end is not None:
-                parent = self.parent_run(write.trial.dataset, write.trial.embedder)
-                if write.timestamp > max(found.get(parent, 0), self._parent_ends.get(parent, 0)):
-                    found[parent] = write.timestamp
-        self._parent_ends.update(found)
-        return found
 
     def _find_or_create_parent(self, group: str, dataset: str, embedder: str, start: int | None = None) -> str:
         found = self.client.search_runs(
@@ -296,7 +283,7 @@ class MlflowTracker:
         for write in writes:
             if write.ref.run_id is None and write.create is not None:
                 write.create = {**self._trial_tags(write.trial, write.start or write.timestamp), **write.create}
-        spans = self._spans(writes)
+        spans = later_ends(writes, lambda t: self.parent_run(t.dataset, t.embedder), self._parent_ends)
         if self.bulk:  # the parents' ends in the same transaction
             self.client.retrying(mlflow_sql.apply)(self.store, self.experiment_id,
                                                     self._artifact_location, writes, spans)
@@ -315,8 +302,7 @@ class MlflowTracker:
 
     def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
                   tags: dict[str, str] | None = None, started: float | None = None) -> str:
-        """Three calls: create the run (from ``started``) with its tags, one batch of params and
-        metrics, the end (now)."""
+        """Three calls: create the run (from ``started``), one batch of params and metrics, the end."""
         run = self.client.create_run(self.experiment_id, run_name=name,
                                      start_time=int(started * 1000) if started else None,
                                      tags={**(tags or {}), KIND_TAG: kind})
