@@ -18,7 +18,7 @@ from pathlib import Path
 import typer
 
 from orchestrator.config import ConfigError, ExperimentConfig, config_schema, load_config
-from orchestrator.console import Reporter, describe
+from orchestrator.console import Reporter, describe, plural
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Benchmark active-learning strategies on frozen text embeddings.")
@@ -189,9 +189,10 @@ def run(
     if summary.single_class:
         cycles = sum(n for _, n in summary.single_class)
         first = summary.single_class[0]
-        reporter.warn(f"warning: in {len(summary.single_class)} trials ({cycles} cycles) the learner "
+        reporter.warn(f"warning: in {plural(len(summary.single_class), 'trial')} ({plural(cycles, 'cycle')}) "
+                      "the learner "
                       "predicted one class for every test row (metric predicted_classes, tag "
-                      f"albench.warnings.learner), e.g. {describe(first[0])}: {first[1]} cycles")
+                      f"albench.warnings.learner), e.g. {describe(first[0])}: {plural(first[1], 'cycle')}")
     shown = masked(config.tracking.uri)
     where = (f"its UI is the server's: {shown}"
              if shown.startswith(("http://", "https://")) else f"open it with: albench ui {config_path}")
@@ -270,9 +271,10 @@ def report(
     folder = build_report(config, tracker, plan, folder)
     _said_report(folder, config, tracker)
     if open_it:
-        import webbrowser
+        from orchestrator.report.publish import open_in_browser
 
-        webbrowser.open((folder / "index.html").resolve().as_uri())
+        if (why := open_in_browser(folder / "index.html")) is not None:
+            reporter.say(why)
 
 
 def _report_after_run(config_path: Path, config, plan, tracker) -> None:

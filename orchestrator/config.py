@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -122,6 +122,9 @@ class ReportConfig(Section):
                                  description="Paired differences below this are ties.")
     embedder_quality: dict[str, float] = Field(default_factory=dict,
                                                description="User-supplied quality per embedder.")
+    metric: Literal["accuracy", "macro_f1"] = Field(
+        default="accuracy", description="The curve metric the report ranks and answers by (the other "
+                                        "metric's headline is shown beside it).")
 
 
 class ExperimentConfig(Section):

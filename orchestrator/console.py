@@ -21,6 +21,11 @@ from orchestrator.tracking.base import masked
 from workers.specs import TrialSpec
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``count`` and ``word`` agreeing in number: "1 trial", "2 trials" (``words`` when not ``word`` + s)."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
 def describe(trial: TrialSpec) -> str:
     """A trial in words: dataset / embedder / initial pool / strategy / seed."""
     return (f"{trial.dataset} / {trial.embedder} / {trial.initial_pool.label} / "

@@ -61,6 +61,8 @@ class EmbeddingResult:
     errors: dict[str, str] = field(default_factory=dict)
     info: dict[str, dict] = field(default_factory=dict)
     """What each computed entry's actor reported (rows, seconds, texts/s, precision, loads)."""
+    started: float = field(default_factory=time.time)
+    """When the stage began (epoch seconds): its MLflow run spans it."""
 
 
 def auto_precision(resources) -> str:
@@ -122,7 +124,7 @@ def record_stage(tracker, result: EmbeddingResult) -> str | None:
         params[f"failed/{key[:16]}"] = error
     devices = sorted({str(i["device"]) for i in result.info.values()}) or ["none"]
     return tracker.log_stage("embedding", "embedding stage", params=params, metrics=metrics,
-                             tags={"device": ", ".join(devices)})
+                             tags={"device": ", ".join(devices)}, started=result.started)
 
 
 def _name(text: str) -> str:

@@ -95,6 +95,10 @@ class TrialLog:
         self.nodes: list[str] = []
         """The Ray nodes its trajectory ran on in this session, in order (the ``albench.node`` tag)."""
         self.node_recorded: str | None = None
+        self.began = 0
+        """When its first cycle of this session began (epoch ms; 0 before any)."""
+        self.last_cycle = 0
+        """When its latest cycle ended (epoch ms): the run's end when it finishes."""
 
     @property
     def run_id(self) -> str | None:
@@ -138,6 +142,12 @@ class TrialLog:
             self.nodes.append(node)
 
     def add(self, records: list[CycleRecord]) -> None:
+        """Cycles streamed from the trajectory: the run starts when its first cycle began and
+        ends when its last one ended (the worker's clock, not when the driver got to them)."""
+        if records:
+            if not self.began:
+                self.began = round(1000 * records[0].began_at)
+            self.last_cycle = round(1000 * records[-1].ended_at)
         self.buffer.extend(records)
 
     def flush(self) -> RunWrite | None:
@@ -192,7 +202,8 @@ class TrialLog:
     def _write(self) -> RunWrite:
         """A write of the buffered points the run has not got (with its opening write, if due)."""
         write, self.first = self.first or RunWrite(self.ref, self.trial), None
-        write.timestamp = int(time.time() * 1000)
+        write.timestamp = self.last_cycle or int(time.time() * 1000)
+        write.start = self.began
         for record in self.buffer:
             for name, value in record.metrics().items():
                 if record.n_labelled not in self.points[name]:

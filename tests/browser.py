@@ -54,16 +54,20 @@ class PageLoad:
     values: dict = field(default_factory=dict)
 
 
-def open_page(url: str, expressions: dict[str, str], *, settle: float = 2.0, timeout: float = 90.0) -> PageLoad:
-    """Load ``url`` in a fresh headless Chromium; once loaded (and ``settle`` seconds later),
-    evaluate each of ``expressions`` (name -> JavaScript returning JSON-able data)."""
+def open_page(url: str, expressions: dict[str, str], *, settle: float = 2.0, timeout: float = 90.0,
+              width: int = 1400, height: int = 900, shots: dict[str, str] | None = None) -> PageLoad:
+    """Load ``url`` in a fresh headless Chromium with a ``width`` x ``height`` viewport; once
+    loaded (and ``settle`` seconds later), evaluate each of ``expressions`` (name -> JavaScript
+    returning JSON-able data, awaited when it is a promise), then take each of ``shots`` (PNG
+    path -> CSS selector of the element to capture; "viewport": the first screen)."""
     binary = require_chromium()
     profile = tempfile.mkdtemp(prefix="albench-chromium-")
     process = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         port = _devtools_port(Path(profile), process, timeout)
-        return asyncio.run(asyncio.wait_for(_load(port, url, expressions, settle), timeout))
+        return asyncio.run(asyncio.wait_for(_load(port, url, expressions, settle, (width, height), shots or {}),
+                                            timeout))
     finally:
         _stop(process)
         _remove(profile)
@@ -117,7 +121,8 @@ def _devtools_port(profile: Path, process: subprocess.Popen, timeout: float) -> 
     raise RuntimeError("chromium's DevTools port did not open in time")
 
 
-async def _load(port: int, url: str, expressions: dict[str, str], settle: float) -> PageLoad:
+async def _load(port: int, url: str, expressions: dict[str, str], settle: float, size: tuple[int, int],
+                shots: dict[str, str]) -> PageLoad:
     import aiohttp
 
     result = PageLoad(url)
@@ -152,14 +157,34 @@ async def _load(port: int, url: str, expressions: dict[str, str], settle: float)
 
             for domain in ("Runtime", "Log", "Network", "Page"):
                 await call(f"{domain}.enable")
+            await call("Emulation.setDeviceMetricsOverride", width=size[0], height=size[1], deviceScaleFactor=1,
+                       mobile=False)
             await call("Page.navigate", url=url)
             await loaded.wait()
             await asyncio.sleep(settle)
             for name, expression in expressions.items():
-                answer = await call("Runtime.evaluate", expression=expression, returnByValue=True)
+                answer = await call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
                 result.values[name] = answer.get("result", {}).get("value")
+            for path, selector in shots.items():
+                await _shot(call, path, selector, size)
             task.cancel()
     return result
+
+
+async def _shot(call, path: str, selector: str, size: tuple[int, int]) -> None:
+    """A PNG of the element ``selector`` (its whole height), or of the first screen."""
+    import base64
+
+    if selector == "viewport":
+        clip = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
+    else:
+        found = await call("Runtime.evaluate", returnByValue=True, expression=(
+            f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect(); "
+            "return {x: 0, y: r.top + window.scrollY, width: document.documentElement.clientWidth, "
+            "height: r.height, scale: 1}; })()"))
+        clip = found["result"]["value"]
+    shot = await call("Page.captureScreenshot", format="png", clip=clip, captureBeyondViewport=True)
+    Path(path).write_bytes(base64.b64decode(shot["data"]))
 
 
 def _event(result: PageLoad, data: dict, loaded: asyncio.Event) -> None:

@@ -83,3 +83,31 @@ def test_trials_finished_in_an_earlier_session_count_toward_a_complete_cell(corp
     assert len(lines) == 4  # the three earlier curves were read for it
     figures.close()
     assert figures.rendered == 1
+
+
+def test_two_initial_pools_get_one_panel_each(tmp_path):
+    """12 lines in one panel overlapped in style; now each pool has its panel, one colour per
+    strategy in both, random dashed."""
+    import matplotlib.image
+
+    from orchestrator.report import cell_figures
+
+    curves = [sorted(_curve(0.5).items()), sorted(_curve(0.55).items())]
+    lines = {(s, p): curves for s in ("random", "margin", "entropy") for p in ("random", "typiclust")}
+    drawn = []
+    original = cell_figures.draw
+    cell_figures.draw = lambda axes, *a, **k: (drawn.append((id(axes), k["color"], k["linestyle"])),
+                                                original(axes, *a, **k))
+    try:
+        cell_figures.render(tmp_path / "two.png", "two pools", lines)
+        cell_figures.render(tmp_path / "one.png", "one pool", {k: v for k, v in lines.items() if k[1] == "random"})
+    finally:
+        cell_figures.draw = original
+    two = drawn[:6]
+    assert len({axes for axes, _, _ in two}) == 2  # one panel per initial pool
+    for axes in {a for a, _, _ in two}:
+        styles = [(color, style) for a, color, style in two if a == axes]
+        assert len(set(styles)) == 3  # distinct within a panel
+    assert {(c, s) for a, c, s in two if a == two[0][0]} == {(c, s) for a, c, s in two if a == two[-1][0]}
+    assert matplotlib.image.imread(tmp_path / "two.png").shape[1] > 1.5 * matplotlib.image.imread(
+        tmp_path / "one.png").shape[1]

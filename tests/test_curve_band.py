@@ -45,7 +45,7 @@ def test_the_band_is_clipped_to_zero_one_in_both_figures():
     assert high.max() == 1.0 and low.min() == 0.0 and np.all(low <= mean) and np.all(mean <= high)
     # the report's learning curves
     frame = pd.DataFrame([{"step": step, "accuracy": value} for curve in curves for step, value in curve])
-    band = curves_section.mean_band(frame)
+    band = curves_section.mean_band(frame, "accuracy")
     np.testing.assert_allclose(band["high"], high)
     np.testing.assert_allclose(band["low"], low)
 

@@ -4,8 +4,10 @@ headless Chromium; partial grids and bad input give messages, never a crash or a
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -86,12 +88,12 @@ def test_report_files(report, grid):
         assert (report / "figures" / figure).stat().st_size > 1000
     assert {"learning_curves.png", "learning_curves.svg", "cd_all-embedders.svg", "heatmap_gain.png",
             "initial_pool.svg", "quality_vs_gain.png", "cost.svg"} <= set(stats["figures"])
-    quality = {(q["dataset"], q["embedder"]): q["quality"] for q in stats["sections"]["quality"]["quality"]}
+    quality = {(q["dataset"], q["embedder"]): q["accuracy"] for q in stats["sections"]["quality"]["quality"]}
     assert set(quality) == {("topics", "tfidf"), ("topics", "glove")} and all(0.5 < v <= 1 for v in quality.values())
     chosen = stats["sections"]["provenance"]["learner_C"]
     assert {(c["dataset"], c["embedder"]) for c in chosen} == set(quality) and all(c["median C"] in grid_C for c in chosen)
     pools = stats["sections"]["initial-pool"]["gains"]
-    assert {p["initial_pool"] for p in pools} == {"typiclust"} and len(pools) == 4  # 2 embedders x 2 metrics
+    assert {p["initial_pool"] for p in pools} == {"typiclust"} and len(pools) == 6  # (2 embedders + all) x 2 metrics
 
 
 def test_quality_is_measured_once(report, grid):
@@ -186,23 +188,6 @@ def test_status_does_not_import_the_report():
     assert out.strip() == "[]"
 
 
-def test_spearman_bootstrap_is_scipy_on_every_resample():
-    import numpy as np
-    from scipy import stats as sps
-
-    from orchestrator.report import stats
-
-    rng = np.random.default_rng(3)
-    x = rng.normal(size=12)
-    y = x + rng.normal(size=12)
-    y[:4] = y[0]  # ties
-    found = stats.spearman_ci(x, y, n_boot=300, seed=5)
-    index = np.random.default_rng(5).integers(0, 12, size=(300, 12))
-    boots = [sps.spearmanr(x[i], y[i]).statistic for i in index if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0]
-    assert found["rho"] == pytest.approx(sps.spearmanr(x, y).statistic)
-    assert found["ci"] == pytest.approx(list(np.quantile(boots, [0.025, 0.975])))
-
-
 def test_critical_difference_groups():
     from orchestrator.report.sections.comparison import cliques
 
@@ -212,3 +197,134 @@ def test_critical_difference_groups():
     assert cliques(ranks, p) == [["a", "b"], ["b", "c"], ["c", "d"]]
     p["a"]["c"] = p["c"]["a"] = 0.5
     assert cliques(ranks, p) == [["a", "b", "c"], ["c", "d"]]
+
+
+# ---------------------------------------------------------------- issue 24: answers first, never overclaims
+def test_the_answer_comes_first_and_sections_are_numbered_once(report):
+    html = (report / "index.html").read_text()
+    stats = _no_nan((report / "stats.json").read_text())
+    assert next(iter(stats["sections"])) == "what-to-use" and titles()[0] == "1. What to use"
+    toc = re.findall(r'<nav><ol>(.*?)</ol></nav>', html)[0]
+    assert not re.search(r'">\d+\.', toc), "the table of contents numbers a numbered title again"
+    answer = stats["sections"]["what-to-use"]
+    scopes = {a["scope"]: a for a in answer["answers"]}
+    assert set(scopes) == {"all embedders", "embedder tfidf", "embedder glove"}
+    every = scopes["all embedders"]
+    assert every["use"] in {"random", "margin"} and every["unit"] == "problem" and every["problems"] == 2
+    assert not every["power"]["can_reach_alpha"] and "cannot separate any two strategies" in answer["decide"]
+    assert answer["other_metric"][0]["metric"] == "auc_macro_f1"  # the other metric's headline beside it
+    assert "<td>None</td>" not in html and "message = None" not in html
+
+
+def test_each_section_says_which_initial_pool(report):
+    stats = _no_nan((report / "stats.json").read_text())["sections"]
+    for name in ("what-to-use", "curves", "auc", "comparison", "heatmap", "quality", "cost"):
+        assert stats[name]["initial_pool"] == "random", name
+    assert stats["initial-pool"]["initial_pool"] == ["random", "typiclust"]
+
+
+def test_initial_pool_units_share_no_pool_draw(report):
+    """Strategies of one dataset share each seed's pool draw: one unit per dataset, not per strategy."""
+    gains = _no_nan((report / "stats.json").read_text())["sections"]["initial-pool"]["gains"]
+    per_embedder = [g for g in gains if g["embedder"] != "all embedders"]
+    assert per_embedder and all(g["units"] == 1 and g["unit"] == "dataset" and g["ci_low"] is None
+                                for g in per_embedder)
+    assert all(g["units"] == 2 and g["unit"] == "problem" for g in gains if g["embedder"] == "all embedders")
+
+
+def test_pairwise_tables_state_their_power(report):
+    comparisons = _no_nan((report / "stats.json").read_text())["sections"]["comparison"]["comparisons"]
+    for found in comparisons.values():
+        assert found["power"]["min_adjusted_p"] >= 0.05 and found["power"]["problems_needed"] == 6
+    html = (report / "index.html").read_text()
+    assert "counts, not a test" in html and "win/tie/loss over problems" not in html  # never an all-ties table
+
+
+def test_report_metric_macro_f1(grid, tmp_path):
+    config, _, tracker, _ = grid
+    _, stats, html = _variant(config, tracker, tmp_path, report={"metric": "macro_f1"})
+    answer = stats["sections"]["what-to-use"]
+    assert {a["metric"] for a in answer["answers"]} == {"auc_macro_f1"}
+    assert {a["metric"] for a in answer["other_metric"]} == {"auc_accuracy"}
+    assert stats["sections"]["curves"]["metric"] == "macro_f1" and stats["sections"]["comparison"]["metric"] == \
+        "auc_macro_f1"
+    assert "In accuracy instead (the other metric)" in html
+
+
+def test_exports_are_typed_and_described(report):
+    results = pd.read_parquet(report / "results.parquet")
+    assert pd.api.types.is_integer_dtype(results["param.protocol.cycles"])
+    assert not any((results[c].astype(str) == "None").any() for c in results.columns)
+    schema = json.loads((report / "schema.json").read_text())
+    assert {c["column"] for c in schema["results.parquet"]} == set(results.columns)
+    assert all(c["meaning"] for file in schema.values() for c in file), "a column without meaning"
+    assert "last_cycle.accuracy" in results and (report / "README.md").read_text().startswith("# The report")
+    from orchestrator.report.export import DICTIONARY
+
+    docs = (Path(__file__).parent.parent / "docs" / "report-data.md").read_text()
+    assert all(f"`{name}`" in docs for name, _, _ in DICTIONARY)
+    keys = json.loads((report / "quality.json").read_text())
+    assert all(key.startswith(("topics / tfidf / store ", "topics / glove / store ")) for key in keys)
+
+
+def test_page_reads_at_1000px_with_one_figure_per_panel(report):
+    legend = ("(async () => { const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));"
+              " const item = plots[0].querySelector('.legendtoggle');"
+              " const r = item.getBoundingClientRect(); const at = {clientX: r.x + 5, clientY: r.y + 5, bubbles: true};"
+              " item.dispatchEvent(new MouseEvent('mousedown', at)); item.dispatchEvent(new MouseEvent('mouseup', at));"
+              " await new Promise(done => setTimeout(done, 800));"
+              " const name = plots[0].data.find(t => t.showlegend !== false).legendgroup;"
+              " return plots.map(gd => gd.data.filter(t => t.legendgroup === name).map(t => t.visible)); })()")
+    page = open_page((report / "index.html").as_uri(), {
+        "sideways": "document.documentElement.scrollWidth - document.documentElement.clientWidth",
+        "plots": "document.querySelectorAll('.js-plotly-plot').length",
+        "plot_titles": "document.querySelectorAll('.js-plotly-plot .gtitle').length",
+        "panel_titles": "document.querySelectorAll('.panel > h4').length",
+        "static_curves": "document.querySelectorAll('figure.static svg[aria-label^=\"The same panels\"]').length",
+        "downloads": "Array.from(document.querySelectorAll('#curves a[download]')).map(a => a.getAttribute('href'))",
+        "legend": legend,
+    }, width=1000)
+    assert page.exceptions == [] and page.console_errors == []
+    assert page.values["sideways"] <= 0, "the page scrolls sideways at 1,000 px"
+    assert page.values["plots"] == page.values["panel_titles"] == 2  # one figure per (dataset, embedder)
+    assert page.values["plot_titles"] == 0  # titles sit above the plot, where the toolbar cannot cover them
+    assert page.values["static_curves"] == 0
+    assert page.values["downloads"] == ["figures/learning_curves.png", "figures/learning_curves.svg"]
+    hidden = page.values["legend"]
+    assert len(hidden) == 2 and all(v == "legendonly" for panel in hidden for v in panel), hidden
+
+
+def test_mlflow_durations_are_the_work(grid, report):
+    _, _, tracker, _ = grid
+    client, experiment = tracker.client, tracker.experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    curves = pd.read_parquet(report / "curves.parquet")
+    first = curves["step"] == curves.groupby("trial_key")["step"].transform("min")
+    own = curves["fit_seconds"] + curves["query_seconds"].where(~first, 0.0)  # a pool may come from the cache
+    work = own.groupby(curves["trial_key"]).sum()
+    trials = {r.data.tags["albench.trial_key"]: r for r in runs if "albench.trial_key" in r.data.tags}
+    assert trials
+    for key, run in trials.items():
+        assert run.info.end_time - run.info.start_time >= 1000 * work[key] - 5, key  # start: its first cycle
+    for parent in (r for r in runs if "albench.group" in r.data.tags):
+        children = [r for r in trials.values() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+        assert children
+        assert parent.info.start_time <= min(c.info.start_time for c in children)
+        assert parent.info.end_time >= max(c.info.end_time for c in children)
+    stage = [r for r in runs if r.data.tags.get("albench.kind") == "embedding"]
+    assert stage and all(r.info.end_time - r.info.start_time >= 1000 * sum(
+        v for k, v in r.data.metrics.items() if k.endswith("/seconds")) - 5 for r in stage)
+
+
+def test_open_without_a_display_says_why(grid, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    path = write_config(tmp_path / "grid.yaml", grid[0])
+    result = CliRunner().invoke(app, ["report", str(path), "--out", str(tmp_path / "out"), "--open"])
+    assert result.exit_code == 0, result.output
+    assert "not opened: no display" in result.output and str(tmp_path / "out" / "index.html") in \
+        result.output.replace("\n", "")

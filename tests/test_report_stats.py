@@ -55,10 +55,12 @@ def test_gain_one_seed_and_missing_random_give_messages_not_nan():
     assert (gains.loc["good", "ci_low"] <= 0.05 + 1e-9).all() and (gains.loc["good", "ci_high"] >= 0.05 - 1e-9).all()
 
 
-def test_spearman_and_auc_family():
-    x, y = np.arange(10.0), np.arange(10.0) ** 2
-    r = stats.spearman_ci(x, y)
-    assert r["rho"] == pytest.approx(1.0) and r["ci"][0] == pytest.approx(1.0)
-    assert stats.spearman_ci([1, 2], [1, 2])["rho"] is None
+def test_within_correlation_and_auc_family():
+    x = np.arange(9.0)
+    groups = np.repeat(["a", "b", "c"], 3)
+    y = 2 * x + 10 * (groups == "b")  # a dataset effect, and a perfect slope within datasets
+    r = stats.within_correlation(x, y, groups)
+    assert r["r"] == pytest.approx(1.0, abs=1e-5) and r["ci_low"] > 0.9
+    assert stats.within_correlation([1, 2, 3], [1, 2, 3], ["a", "a", "b"])["r"] is None
     fam = stats.auc_family([0, 1, 2, 3, 4, 5], [0, 1, 1, 1, 1, 1], early_cycles=2)
     assert fam["early_auc"] == pytest.approx(0.5) and fam["late_auc"] == 1.0 and fam["final"] == 1.0

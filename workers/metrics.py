@@ -28,9 +28,16 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
 
 
 def normalized_auc(x: np.ndarray, y: np.ndarray) -> float:
-    """Trapezoidal area under ``y(x)`` divided by the x-range, so it lies in [min y, max y]."""
+    """Trapezoidal area under ``y(x)`` divided by the x-range, so it lies in [min y, max y].
+
+    The one AUC of albench: the trial summaries (``orchestrator.results``) and the report's AUC
+    family (full, early, late) all call it. A curve with no x-range (one point, or every point
+    at the same x) has no area to divide: its AUC is the mean of its values (one point: that
+    point). An empty curve has none."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
+    if y.size == 0:
+        raise ValueError("the AUC of an empty curve is undefined")
     if x.size < 2 or x[-1] == x[0]:
-        return float(y[-1])
+        return float(y.mean())
     return float(np.sum((x[1:] - x[:-1]) * (y[1:] + y[:-1]) / 2) / (x[-1] - x[0]))

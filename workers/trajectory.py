@@ -66,6 +66,10 @@ class CycleRecord:
     warnings: int = 0
     """Warnings the cycle's query and fit raised that they do not expect (counted, not printed:
     Ray would forward each to the driver's terminal)."""
+    began_at: float = 0.0
+    ended_at: float = 0.0
+    """Wall-clock seconds since the epoch when the cycle began and ended (its trial run's start
+    is its first cycle's, its end its last cycle's)."""
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -223,6 +227,7 @@ def run_trajectory(
     with threadpool_limits(limits=1):
         head = learner.fit(data.train_x[labelled], data.train_y[labelled], validation) if start > 0 else None
         for cycle in range(start, protocol.n_cycles + 1):
+            began_at = time.time()
             with warnings.catch_warnings(record=True) as caught:  # not around the yield
                 warnings.simplefilter("always")  # what the learner and strategy do not expect
                 if cycle == 0:
@@ -251,4 +256,6 @@ def run_trajectory(
                 predicted_classes=int(np.unique(predicted).size),
                 learner=learner.fit_info(),
                 warnings=len(caught),
+                began_at=began_at,
+                ended_at=time.time(),
             )

@@ -3,7 +3,8 @@
 ``reports/<config name>/`` holds ``index.html`` (one self-contained page: plotly's JavaScript and
 every figure inside it, nothing fetched), ``figures/`` (every static figure as PNG and SVG),
 ``results.parquet`` (one row per trial: keys, parameters, status, summary and AUC-family
-metrics), ``curves.parquet`` (one row per trial and cycle), ``stats.json`` (every test's inputs
+metrics), ``curves.parquet`` (one row per trial and cycle), their data dictionary
+(``schema.json`` and ``README.md``, from ``export``), ``stats.json`` (every test's inputs
 and outputs, JSON-clean: no NaN, messages where something could not be computed) and
 ``quality.json`` (the cached embedding-quality measurements).
 """
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from orchestrator.report import export
 from orchestrator.report import sections as section_modules
 from orchestrator.report.context import Context
 from orchestrator.report.data import ReportData
@@ -26,7 +28,7 @@ from orchestrator.report.quality import CACHE_NAME, measure
 from orchestrator.tracking.base import masked
 from workers.files import atomic_write
 
-OUTPUTS = ("index.html", "results.parquet", "curves.parquet", "stats.json", "figures")
+OUTPUTS = ("index.html", "results.parquet", "curves.parquet", "schema.json", "README.md", "stats.json", "figures")
 
 
 def default_report_dir(config, base: str | Path = ".") -> Path:
@@ -58,14 +60,14 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
                       quality_messages=quality_messages, jobs=jobs,
                       meta={"date": date, "tracking_uri": masked(getattr(tracker, "uri", "")), "mlflow_calls": calls})
     built: list[Section] = []
-    timings = {"read": round(read_seconds, 3), "quality": round(time.perf_counter() - began_quality, 3)}
+    timings = {"read": round(read_seconds, 3), "quality_measurement": round(time.perf_counter() - began_quality, 3)}
     for module in section_modules.modules():
         began = time.perf_counter()
         try:
             built.append(module.build(context))
         except Exception as exc:  # noqa: BLE001 - one broken section must not cost the others
             trace = traceback.format_exc()
-            built.append(Section(module.__name__.rsplit(".", 1)[-1], module.TITLE,
+            built.append(Section(module.NAME, module.TITLE,
                                  notes([(f"this section could not be built ({type(exc).__name__}: {exc}); "
                                          "this is a bug in albench, please report it")]),
                                  {"error": f"{type(exc).__name__}: {exc}", "traceback": trace}))
@@ -77,8 +79,7 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
     html = page(f"albench report: {config.name}", subtitle, built, "")
     with atomic_write(out / "index.html") as temporary:
         temporary.write_text(html, encoding="utf-8")
-    _parquet(data.trials, out / "results.parquet")
-    _parquet(data.curves, out / "curves.parquet")
+    export.write(out, data.trials, data.curves)
     report_stats = {
         "config": config.name, "experiment": config.experiment_name, "date": date,
         "trials": len(data.trials), "finished": finished, "mlflow_calls": calls,
@@ -89,12 +90,3 @@ def build_report(config, tracker, plan, out_dir: str | Path | None = None) -> Pa
     with atomic_write(out / "stats.json") as temporary:
         temporary.write_text(text)
     return out
-
-
-def _parquet(frame: pd.DataFrame, path: Path) -> None:
-    frame = frame.copy()
-    for column in frame.columns:  # params and ids: text (a column of None and str is not typed)
-        if frame[column].dtype == object:
-            frame[column] = frame[column].map(lambda v: None if v is None or pd.isna(v) else str(v))
-    with atomic_write(path) as temporary:
-        frame.to_parquet(temporary, index=False)

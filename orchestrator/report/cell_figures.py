@@ -55,32 +55,33 @@ def mean_band(curves: list[list[tuple[int, float]]], level: float = LEVEL):
     return np.array(common), mean, low, high
 
 
-def line_label(strategy: str, pool: str, pools: int) -> str:
-    return strategy if pools == 1 else f"{strategy} | {pool}"
-
-
 def render(path: Path, title: str, lines: dict[tuple[str, str], list[list[tuple[int, float]]]]) -> None:
-    """Draw ``lines`` ((strategy, initial pool) -> curves) into the PNG ``path`` (matplotlib's
-    object API with the Agg canvas: no pyplot state, safe off the main thread)."""
+    """Draw ``lines`` ((strategy, initial pool) -> curves) into the PNG ``path``: one panel per
+    initial pool (shared y axis), one colour per strategy in every panel, random dashed
+    (matplotlib's object API with the Agg canvas: no pyplot state, safe off the main thread)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 4.5), dpi=100)
+    pools = sorted({pool for _, pool in lines}, key=lambda p: (p != RANDOM, p))
+    figure = Figure(figsize=(1.0 + 5.5 * len(pools), 4.5), dpi=100)
     FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    pools = len({pool for _, pool in lines})
-    colors = {}
-    for index, (strategy, pool) in enumerate(sorted(lines, key=lambda k: (k[0] != RANDOM, k))):
-        steps, mean, low, high = mean_band(lines[(strategy, pool)])
-        color = colors.setdefault(strategy, f"C{len(colors) % 10}")
-        style = "--" if strategy == RANDOM else ("-", ":", "-.")[index % 3 if pools > 1 else 0]
-        draw(axes, steps, mean, low, high, color=color, linestyle=style, linewidth=1.6,
-             label=f"{line_label(strategy, pool, pools)} (n={len(lines[(strategy, pool)])})")
-    axes.set_xlabel("labelled examples")
-    axes.set_ylabel(f"test {METRIC}")
-    axes.set_title(title, fontsize=10)
-    axes.grid(alpha=0.3)
-    axes.legend(fontsize=8, loc="lower right")
+    panels = figure.subplots(1, len(pools), sharey=True, squeeze=False)[0]
+    strategies = sorted({s for s, _ in lines}, key=lambda s: (s != RANDOM, s))
+    colors = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    for axes, pool in zip(panels, pools):
+        for strategy in strategies:
+            if (strategy, pool) not in lines:
+                continue
+            steps, mean, low, high = mean_band(lines[(strategy, pool)])
+            draw(axes, steps, mean, low, high, color=colors[strategy], linewidth=1.6,
+                 linestyle="--" if strategy == RANDOM else "-",
+                 label=f"{strategy} (n={len(lines[(strategy, pool)])})")
+        axes.set_title(f"initial pool: {pool}", fontsize=9)
+        axes.set_xlabel("labelled examples")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8, loc="lower right")
+    panels[0].set_ylabel(f"test {METRIC}")
+    figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, format="png")
 

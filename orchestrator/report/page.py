@@ -59,7 +59,8 @@ def table(frame: pd.DataFrame, *, digits: int = 3, caption: str | None = None, l
         if pd.api.types.is_float_dtype(formatted[column]):
             formatted[column] = formatted[column].map(lambda v: "-" if v is None or not math.isfinite(v)
                                                       else f"{v:.{digits}f}")
-    body = formatted.to_html(index=False, escape=True, border=0, classes="data", na_rep="-")
+    formatted = formatted.astype(object).where(formatted.notna(), "-")  # a missing value reads "-", never None
+    body = '<div class="scroll">' + formatted.to_html(index=False, escape=True, border=0, classes="data") + "</div>"
     more = f"<p class='small'>... {len(frame) - limit} more rows in the tidy files.</p>" if len(frame) > limit else ""
     head = f"<p class='caption'>{esc(caption)}</p>" if caption else ""
     return head + body + more
@@ -119,9 +120,21 @@ class Figures:
 
     def save(self, figure, name: str, alt: str) -> str:
         """Save a matplotlib ``Figure``; return its ``<figure>`` HTML (inline SVG)."""
+        name = safe_name(name)
+        return self._inline(self._write(figure, name), name, alt)
+
+    def save_files(self, figure, name: str, alt: str) -> str:
+        """Save a matplotlib ``Figure`` as files only (the page draws the same data interactively);
+        return the download links."""
+        name = safe_name(name)
+        self._write(figure, name)
+        return (f'<p class="downloads">{esc(alt)} as static files: <a href="figures/{name}.png" download>PNG</a>, '
+                f'<a href="figures/{name}.svg" download>SVG</a></p>')
+
+    def _write(self, figure, name: str) -> str:
+        """``figures/<name>.png`` and ``.svg``; the SVG's text."""
         import matplotlib
 
-        name = safe_name(name)
         with matplotlib.rc_context({"svg.hashsalt": name, "svg.fonttype": "path"}):
             figure.savefig(self.folder / f"{name}.png", dpi=150, bbox_inches="tight")
             buffer = io.StringIO()
@@ -129,6 +142,10 @@ class Figures:
         svg = buffer.getvalue()
         (self.folder / f"{name}.svg").write_text(svg)
         self.written += [f"{name}.png", f"{name}.svg"]
+        return svg
+
+    @staticmethod
+    def _inline(svg: str, name: str, alt: str) -> str:
         svg = svg[svg.index("<svg"):]
         svg = svg.replace("<svg ", f'<svg role="img" aria-label="{esc(alt)}" ', 1)
         return (f'<figure class="static">{svg}<figcaption>{esc(alt)} '
@@ -136,10 +153,35 @@ class Figures:
                 "</figcaption></figure>")
 
 
-def plotly_div(figure) -> str:
-    """An interactive plotly figure; its JavaScript is inlined once in the page head."""
-    return figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
-                          config={"displaylogo": False, "responsive": True})
+def plotly_div(figure, title: str) -> str:
+    """An interactive plotly figure under its own heading (outside the plot: the toolbar, shown
+    on hover at the plot's top right, never covers it); its JavaScript is inlined once in the
+    page head. A click on a legend entry hides or shows that strategy in every panel of the page
+    (``LEGEND_JS``)."""
+    figure.update_layout(title=None)
+    div = figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False,
+                         config={"displaylogo": False, "responsive": True, "displayModeBar": "hover"})
+    return f'<div class="panel"><h4>{esc(title)}</h4>{div}</div>'
+
+
+LEGEND_JS = """
+document.addEventListener('DOMContentLoaded', function () {
+  var plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+  function toggle(group) {
+    plots.forEach(function (gd) {
+      var hidden = null, idx = [];
+      gd.data.forEach(function (t, i) { if (t.legendgroup === group) { idx.push(i);
+        if (hidden === null) hidden = t.visible === 'legendonly'; } });
+      if (idx.length) Plotly.restyle(gd, {visible: hidden ? true : 'legendonly'}, idx);
+    });
+  }
+  plots.forEach(function (gd) {
+    gd.on('plotly_legendclick', function (ev) {
+      toggle(ev.data[ev.curveNumber].legendgroup); return false; });
+  });
+  window.albenchToggleStrategy = toggle;
+});
+"""
 
 
 def plotly_js() -> str:
@@ -150,28 +192,35 @@ def plotly_js() -> str:
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;max-width:1200px;margin:0 auto;
-padding:1em 2em;color:#222;line-height:1.45}
+padding:1em 1.2em;color:#222;line-height:1.45}
+.scroll{max-width:100%;overflow-x:auto}.panel h4{margin:0.4em 0 0 0.3em;font-size:0.95em}
+.answer{background:#eef6ee;border-left:4px solid #2ca02c;padding:0.3em 1em;margin:0.6em 0}
+.downloads{font-size:0.85em;color:#555}
 h1{margin-bottom:0.2em}h2{border-bottom:1px solid #ccc;padding-bottom:0.2em;margin-top:2em}
 table.data{border-collapse:collapse;font-size:0.85em;margin:0.6em 0}
-table.data th,table.data td{border:1px solid #ddd;padding:2px 6px;text-align:right}
+table.data th,table.data td{border:1px solid #ddd;padding:2px 6px;text-align:right;white-space:nowrap}
+p,li{overflow-wrap:break-word}
 table.data th{background:#f4f4f4}table.data td:first-child,table.data th:first-child{text-align:left}
 .note{background:#fff6e0;border-left:4px solid #e0a800;padding:0.3em 1em;margin:0.6em 0;font-size:0.9em}
 .incomplete{background:#fde2e2}.small,.caption{font-size:0.85em;color:#555}
 figure.static{margin:0.5em 0}figure.static svg{max-width:100%;height:auto}
-figcaption{font-size:0.8em;color:#555}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(360px,1fr));gap:0.5em}
+figcaption{font-size:0.8em;color:#555}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(300px,1fr));gap:0.5em}
 pre{background:#f7f7f7;padding:0.6em;overflow:auto;font-size:0.8em;max-height:30em}
-nav ol{columns:2;font-size:0.9em}details{margin:0.4em 0}
+nav ol{columns:2;font-size:0.9em}details{margin:0.4em 0}pre{white-space:pre-wrap}
 """
 
 
 def page(title: str, subtitle: str, sections: list[Section], top: str) -> str:
-    """The whole self-contained HTML page."""
+    """The whole self-contained HTML page; the sections numbered once, in their headings (the
+    table of contents is an ordered list: its numbers are the same)."""
     toc = "".join(f'<li><a href="#{s.id}">{esc(s.title)}</a></li>' for s in sections)
-    body = "".join(f'<section id="{s.id}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
+    body = "".join(f'<section id="{s.id}"><h2>{i}. {esc(s.title)}</h2>{s.body}</section>'
+                   for i, s in enumerate(sections, 1))
     return (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>{esc(title)}</title>"
-        f"<style>{CSS}</style><script type=\"text/javascript\">{plotly_js()}</script></head><body>"
+        f"<style>{CSS}</style><script type=\"text/javascript\">{plotly_js()}</script>"
+        f"<script>{LEGEND_JS}</script></head><body>"
         f"<h1>{esc(title)}</h1><p class=\"small\">{subtitle}</p>{top}<nav><ol>{toc}</ol></nav>{body}"
         "</body></html>\n"
     )

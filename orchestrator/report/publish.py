@@ -28,3 +28,18 @@ def publish_report(config: ExperimentConfig, tracker: Tracker, report_dir: Path)
         raise ValueError(f"{report_dir} holds no {REPORT_INDEX}: not a built report of the grid "
                          f"{config.name!r}; fix: build it first (albench report CONFIG)")
     return tracker.publish_report(report_dir)
+
+
+def open_in_browser(path: Path) -> str | None:
+    """Open ``path`` in the default browser; None when it did, else why not and where the file is."""
+    import os
+    import sys
+    import webbrowser
+
+    where = path.resolve()
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return (f"not opened: no display (neither DISPLAY nor WAYLAND_DISPLAY is set); open {where} in a browser "
+                "on a machine with a screen (copy the folder, or serve it: python -m http.server)")
+    if not webbrowser.open(where.as_uri()):
+        return f"not opened: Python's webbrowser module found no browser; open {where} yourself"
+    return None

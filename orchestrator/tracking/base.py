@@ -124,7 +124,10 @@ class RunWrite:
     error_text: str | None = None
     retire_others: bool = False
     timestamp: int = 0
-    """Milliseconds since the epoch, of the metrics and of the end."""
+    """Milliseconds since the epoch, of the metrics and of the end (the last cycle's)."""
+    start: int = 0
+    """Milliseconds since the epoch when the run began (its first cycle's start), for a write
+    that creates it; 0: ``timestamp``."""
     after: Callable[[], None] | None = field(default=None, repr=False)
 
 
@@ -202,8 +205,9 @@ class Tracker(Protocol):
         ...
 
     def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
-                  tags: dict[str, str] | None = None) -> str:
-        """One finished run of a stage (tagged ``KIND_TAG``: never read as a trial); its id."""
+                  tags: dict[str, str] | None = None, started: float | None = None) -> str:
+        """One finished run of a stage (tagged ``KIND_TAG``: never read as a trial), from
+        ``started`` (epoch seconds; default now) to now; its id."""
         ...
 
     # artifacts (files beside the runs, not in the run tables)

@@ -47,6 +47,7 @@ from orchestrator.tracking.mlflow_uri import (
     store_exists,
     use_server_credentials,
 )
+from orchestrator.tracking.spans import later_ends
 from workers.specs import TrialSpec
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -122,6 +123,7 @@ class MlflowTracker:
         self.experiment = experiment
         self.experiment_id: str | None = None
         self._parents: dict[str, str] = {}
+        self._parent_ends: dict[str, int] = {}  # parent run id -> its end as recorded (epoch ms)
         self._parent_lock = threading.Lock()
         self._mlflow: MlflowClient | None = None
         self._artifact_location = ""
@@ -236,15 +238,15 @@ class MlflowTracker:
     def lease(self) -> MlflowLease:
         return MlflowLease(self.client, self.experiment)
 
-    def parent_run(self, dataset: str, embedder: str) -> str:
-        """The run grouping every trial of one (dataset, embedder) cell."""
+    def parent_run(self, dataset: str, embedder: str, start: int | None = None) -> str:
+        """The run grouping every trial of one (dataset, embedder) cell (starting at ``start``)."""
         group = f"{dataset} / {embedder}"
         with self._parent_lock:  # writer threads ask at once
             if group not in self._parents:
-                self._parents[group] = self._find_or_create_parent(group, dataset, embedder)
+                self._parents[group] = self._find_or_create_parent(group, dataset, embedder, start)
             return self._parents[group]
 
-    def _find_or_create_parent(self, group: str, dataset: str, embedder: str) -> str:
+    def _find_or_create_parent(self, group: str, dataset: str, embedder: str, start: int | None = None) -> str:
         found = self.client.search_runs(
             [self.experiment_id], filter_string=f"tags.`{GROUP_TAG}` = '{group}'", max_results=1
         )
@@ -252,13 +254,15 @@ class MlflowTracker:
             run_id = found[0].info.run_id
             if found[0].info.status != "FINISHED":  # a driver died between the two calls below
                 self.client.set_terminated(run_id, "FINISHED")
+            self._parent_ends[run_id] = found[0].info.end_time or 0
         else:
             run = self.client.create_run(
-                self.experiment_id, run_name=group,
+                self.experiment_id, run_name=group, start_time=start or None,
                 tags={GROUP_TAG: group, "dataset": dataset, "embedder": embedder},
             )
             run_id = run.info.run_id
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, "FINISHED", end_time=start or None)
+            self._parent_ends[run_id] = start or 0
         return run_id
 
     @property
@@ -278,13 +282,16 @@ class MlflowTracker:
             return
         for write in writes:
             if write.ref.run_id is None and write.create is not None:
-                write.create = {**self._trial_tags(write.trial), **write.create}
-        if self.bulk:
+                write.create = {**self._trial_tags(write.trial, write.start or write.timestamp), **write.create}
+        spans = later_ends(writes, lambda t: self.parent_run(t.dataset, t.embedder), self._parent_ends)
+        if self.bulk:  # the parents' ends in the same transaction
             self.client.retrying(mlflow_sql.apply)(self.store, self.experiment_id,
-                                                    self._artifact_location, writes)
+                                                    self._artifact_location, writes, spans)
         else:
             for write in writes:
                 self._apply_one(write)
+            for parent, end in spans.items():
+                self.client.set_terminated(parent, "FINISHED", end_time=end)
         for write in writes:
             if write.error_text is not None:
                 self.client.log_text(write.ref.run_id, write.error_text, "error.txt")
@@ -294,9 +301,10 @@ class MlflowTracker:
                 write.after()
 
     def log_stage(self, kind: str, name: str, *, params: dict[str, str], metrics: dict[str, float],
-                  tags: dict[str, str] | None = None) -> str:
-        """Three calls: create the run with its tags, one batch of params and metrics, the end."""
+                  tags: dict[str, str] | None = None, started: float | None = None) -> str:
+        """Three calls: create the run (from ``started``), one batch of params and metrics, the end."""
         run = self.client.create_run(self.experiment_id, run_name=name,
+                                     start_time=int(started * 1000) if started else None,
                                      tags={**(tags or {}), KIND_TAG: kind})
         now = int(time.time() * 1000)
         self.client.log_batch(run.info.run_id,
@@ -305,11 +313,11 @@ class MlflowTracker:
         self.client.set_terminated(run.info.run_id, "FINISHED")
         return run.info.run_id
 
-    def _trial_tags(self, trial: TrialSpec) -> dict[str, str]:
+    def _trial_tags(self, trial: TrialSpec, start: int | None = None) -> dict[str, str]:
         """A trial run's tags: its key, its parent (the dataset x embedder run), its name."""
         return {
             TRIAL_KEY_TAG: trial.trial_key,
-            PARENT_TAG: self.parent_run(trial.dataset, trial.embedder),
+            PARENT_TAG: self.parent_run(trial.dataset, trial.embedder, start),
             MLFLOW_RUN_NAME: f"{trial.strategy.label} | {trial.initial_pool.label} | seed {trial.seed}",
             "dataset": trial.dataset,
             "embedder": trial.embedder,
@@ -322,7 +330,7 @@ class MlflowTracker:
         if write.ref.run_id is None:
             tags = dict(write.create or {})
             name = tags.pop(MLFLOW_RUN_NAME, None)
-            write.ref.run_id = runs.create_run(self.experiment_id, write.timestamp, name, tags)
+            write.ref.run_id = runs.create_run(self.experiment_id, write.start or write.timestamp, name, tags)
         run_id = write.ref.run_id
         if write.reopen:
             runs.update_run(run_id, "RUNNING")

@@ -55,8 +55,10 @@ def _encode(value: float) -> tuple[bool, float]:
     return False, value
 
 
-def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[RunWrite]) -> None:
-    """Apply ``writes`` in one transaction (new runs get their ids here)."""
+def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[RunWrite],
+          spans: dict[str, int] | None = None) -> None:
+    """Apply ``writes`` in one transaction (new runs get their ids here); ``spans``: run id ->
+    a new end time (the parent runs', spanning their children)."""
     writes = list(writes)
     dialect = store.engine.dialect.name
     runs, tags, params, metrics, ends, reopened, cleared = [], {}, {}, {}, [], [], []
@@ -72,7 +74,7 @@ def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[Ru
                 "artifact_uri": append_to_uri_path(artifact_location, run_id, "artifacts"),
                 "source_type": SourceType.to_string(SourceType.UNKNOWN), "source_name": "",
                 "entry_point_name": "", "user_id": "unknown", "status": "RUNNING",
-                "start_time": write.timestamp, "end_time": None, "deleted_time": None,
+                "start_time": write.start or write.timestamp, "end_time": None, "deleted_time": None,
                 "source_version": "", "lifecycle_stage": LifecycleStage.ACTIVE,
             })
             fresh[id(write.ref)] = run_id
@@ -122,6 +124,8 @@ def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[Ru
         for run_id, status, end_time in ends:
             session.execute(update(table).where(table.c.run_uuid == run_id)
                             .values(status=status, end_time=end_time))
+        for run_id, end_time in (spans or {}).items():
+            session.execute(update(table).where(table.c.run_uuid == run_id).values(end_time=end_time))
     for write in writes:  # committed: the new runs exist
         if write.ref.run_id is None:
             write.ref.run_id = fresh[id(write.ref)]

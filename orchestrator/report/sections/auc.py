@@ -1,5 +1,5 @@
-"""2. The AUC family per trial (full, early, late AUC, final accuracy and macro-F1) and the gain
-over random, paired by seed (the same seed shares its initial pool), with bootstrap CIs."""
+"""The AUC family per trial (full, early, late AUC, final accuracy and macro-F1) and the gain
+over random, paired by seed (the same seed shares its initial pool), with t intervals."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from orchestrator.report.context import across_problems
 from orchestrator.report.data import PROBLEM
 from orchestrator.report.page import Section, esc, notes, table, words
 
-ORDER = 2
-TITLE = "2. AUC family and gain over random"
+NAME = "auc"
+AFTER = "curves"
+TITLE = "AUC family and gain over random"
 FAMILY = ("auc_accuracy", "early_auc_accuracy", "late_auc_accuracy", "final_accuracy", "auc_macro_f1",
           "final_macro_f1")
-GAINS = {"auc_accuracy": "full AUC", "early_auc_accuracy": "early AUC", "final_accuracy": "final accuracy"}
+GAINS = {"auc_{}": "full AUC", "early_auc_{}": "early AUC", "final_{}": "final {}"}
 
 
 def build(context) -> Section:
@@ -23,14 +24,15 @@ def build(context) -> Section:
     data = context.data
     main = data.main()
     if main.empty:
-        return Section("auc", TITLE, notes(["no complete cell yet"]), {})
+        return Section(NAME, TITLE, notes(["no complete cell yet"]), {})
     present = [m for m in FAMILY if m in main]
     per_problem = main.groupby([*PROBLEM, "strategy"], sort=False)[present].mean()  # seeds averaged
     family = per_problem.groupby("strategy", sort=False).mean().reindex(
         [s for s in data.strategies if s in per_problem.index.get_level_values("strategy")]).reset_index()
     family.insert(1, "problems", per_problem.groupby("strategy").size().reindex(family["strategy"]).to_numpy())
     summaries, detail, messages, gain_stats = {}, [], [], {}
-    for metric, label in GAINS.items():
+    for name, label in GAINS.items():
+        metric, label = name.format(context.metric), label.format(context.metric.replace("_", "-"))
         if metric not in main:
             continue
         gains = context.gains(metric)
@@ -38,7 +40,7 @@ def build(context) -> Section:
         summaries[label] = across_problems(gains.table)
         gain_stats[metric] = {"per_problem": gains.table, "across_problems": summaries[label],
                               "messages": gains.messages}
-        if metric == "auc_accuracy":
+        if metric == context.auc:
             detail = gains.table
     full = summaries.get("full AUC", pd.DataFrame())
     figure_html = ""
@@ -59,7 +61,8 @@ def build(context) -> Section:
         ax.axvline(0, color="#555", linestyle="--", linewidth=1)
         ax.set_yticks(range(len(strategies)), strategies)
         ax.invert_yaxis()
-        ax.set_xlabel("gain over random (accuracy, 0-1), mean over problems, 95 % bootstrap CI")
+        ax.set_xlabel(f"gain over random ({context.metric}, 0-1), mean over problems, 95 % t-interval "
+                      "(unit: a problem)")
         ax.legend(fontsize=8)
         ax.grid(axis="x", alpha=0.3)
         figure.tight_layout()
@@ -71,13 +74,16 @@ def build(context) -> Section:
         f"{data.early_points} points of the curve, <code>report.early_cycles</code>), the <b>late AUC</b> "
         "(the last as many points), the final accuracy and macro-F1. The <b>gain over random</b> of a "
         "strategy is its metric minus random's on the same problem, initial pool and seed (paired: "
-        "the same seed shares the initial pool), averaged over seeds, with a 95 % percentile bootstrap "
-        "CI over seeds per problem, and over problems for the mean below. 'above 0' counts problems "
-        "whose seed CI lies above zero.")
+        "the same seed shares the initial pool), averaged over seeds. Intervals are 95 % t-intervals: "
+        "per problem over its seeds (the unit: a seed), and over problems for the mean below (the unit: "
+        f"a problem, seeds averaged first). 'above 0' counts problems whose seed interval lies above zero. "
+        f"Ranked by <code>report.metric</code> = {esc(context.metric)}; initial pool "
+        f"<b>{esc(data.main_pool)}</b> only.")
         + notes(messages) + figure_html
         + table(family, digits=4, caption="AUC family, mean over problems (seeds averaged first)")
-        + table(shown, digits=4, caption="gain over random in full AUC")
+        + table(shown, digits=4, caption=f"gain over random in full AUC of {context.metric}")
         + (f"<details><summary>gain per problem ({esc(len(detail))} rows)</summary>"
            + table(detail, digits=4) + "</details>" if len(detail) else ""))
-    return Section("auc", TITLE, body, {"early_points": data.early_points, "family": family,
+    return Section(NAME, TITLE, body, {"early_points": data.early_points, "family": family,
+                                       "initial_pool": data.main_pool, "metric": context.metric,
                                        "gains": gain_stats, "messages": messages})

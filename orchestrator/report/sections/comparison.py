@@ -1,4 +1,4 @@
-"""3. Strategy comparison across problems: average ranks, Friedman, pairwise Wilcoxon signed-rank
+"""Strategy comparison across problems: average ranks, Friedman, pairwise Wilcoxon signed-rank
 with Holm correction drawn as a critical-difference diagram, and a win/tie/loss matrix.
 
 The sample is a problem (dataset x embedder) with seeds averaged: seeds of one problem share its
@@ -16,9 +16,9 @@ from orchestrator.report import stats
 from orchestrator.report.context import ALPHA
 from orchestrator.report.page import Section, esc, notes, table, words
 
-ORDER = 3
-TITLE = "3. Strategy comparison"
-METRIC = "auc_accuracy"
+NAME = "comparison"
+AFTER = "auc"
+TITLE = "Strategy comparison"
 SAMPLE_UNIT = ("a problem = dataset x embedder, with the seeds of each problem averaged first: the seeds "
                "of a problem share its data and embedding, so they are not independent samples of how "
                "a strategy does on a new problem (Demsar 2006; Benavoli, Corani and Mangili 2016)")
@@ -73,26 +73,25 @@ def cd_diagram(ranks: dict[str, float], groups: list[list[str]], title: str):
     return figure
 
 
-def _compare(scores: pd.DataFrame, tie_threshold: float, label: str, context, messages: list[str]):
-    """One comparison: its stats, its figure HTML and tables."""
-    if scores.shape[1] < 2:
-        messages.append(f"{label}: fewer than two strategies with complete cells")
-        return None, ""
-    if len(scores) == 0:
-        messages.append(f"{label}: no problem where every strategy has a complete cell")
-        return None, ""
-    result = stats.compare(scores, alpha=ALPHA, tie_threshold=tie_threshold)
-    messages.extend(f"{label}: {m}" for m in result.messages)
+def _compare(result: stats.Comparison, scores: pd.DataFrame, label: str, context) -> tuple[dict, str]:
+    """One comparison's statistics for stats.json and its HTML (figure, power, tables)."""
     groups = cliques(result.ranks, result.pairwise_p)
     html = context.figures.save(cd_diagram(result.ranks, groups, f"{label}: average rank over {len(scores)} "
                                            "problems (1 = best); bars: no significant difference"),
                                 f"cd_{label}", f"Critical-difference diagram, {label}")
     order = sorted(result.ranks, key=result.ranks.get)
     ranks = pd.DataFrame({"strategy": order, "average rank": [result.ranks[s] for s in order],
-                          f"mean {METRIC}": [float(scores[s].mean()) for s in order]})
-    wtl = pd.DataFrame([[("" if a == b else "{}/{}/{}".format(*result.win_tie_loss[a][b])) for b in order]
-                        for a in order], columns=order)
-    wtl.insert(0, "row vs column (win/tie/loss)", order)
+                          f"mean {context.auc}": [float(scores[s].mean()) for s in order]})
+    reach = result.power
+    if reach["can_reach_alpha"]:
+        counts, caption = result.win_tie_loss, ("win/tie/loss over problems, row strategy against column "
+                                                 "strategy (a tie: no Holm-adjusted difference)")
+    else:  # a win/tie/loss table would read all ties by construction: the counts, said to be no test
+        counts, caption = result.better_on, ("row strategy better / equal / worse than column strategy on how "
+                                              "many problems: counts, not a test (no test can separate a pair here)")
+    wtl = pd.DataFrame([[("" if a == b else "{}/{}/{}".format(*counts[a][b])) for b in order] for a in order],
+                       columns=order)
+    wtl.insert(0, "row vs column", order)
     if result.friedman is not None:
         f = result.friedman
         verdict = ("the strategies differ" if f["p"] < ALPHA else "no evidence that the strategies differ")
@@ -104,56 +103,53 @@ def _compare(scores: pd.DataFrame, tie_threshold: float, label: str, context, me
                    for b in order[i + 1:] if result.pairwise_p[a][b] < ALPHA]
     summary += (" Pairs that differ after Holm: " + ", ".join(significant) + "." if significant
                 else " No pair differs after Holm's correction.")
-    body = (f"<h3>{esc(label)}</h3>" + words(esc(summary)) + html + table(ranks, digits=3)
-            + table(wtl, caption="win/tie/loss over problems, row strategy against column strategy"))
+    power_note = f'<p class="{"small" if reach["can_reach_alpha"] else "note"}">Power: {esc(stats.power_words(reach))}</p>'
+    body = (f"<h3>{esc(label)}</h3>" + words(esc(summary)) + power_note + html + table(ranks, digits=3)
+            + table(wtl, caption=caption))
     out = {"problems": list(map(list, scores.index)), "scores": scores.reset_index(), "ranks": result.ranks,
-           "friedman": result.friedman, "pairwise_holm_p": result.pairwise_p,
-           "win_tie_loss": result.win_tie_loss, "cliques": groups, "n_problems": result.n_problems,
-           "messages": result.messages}
+           "friedman": result.friedman, "pairwise_holm_p": result.pairwise_p, "power": reach,
+           "win_tie_loss": result.win_tie_loss, "better_on": result.better_on, "cliques": groups,
+           "n_problems": result.n_problems, "messages": result.messages}
     return out, body
 
 
 def build(context) -> Section:
     data = context.data
     main = data.main()
-    if main.empty or METRIC not in main:
-        return Section("comparison", TITLE, notes(["no complete cell yet"]), {})
+    if main.empty or context.auc not in main:
+        return Section(NAME, TITLE, notes(["no complete cell yet"]), {})
     tie = context.config.report.tie_threshold
     messages: list[str] = []
     out, parts = {}, []
-    everything = stats.problem_scores(main, METRIC)
-    dropped = _dropped(main, everything)
+    found = context.comparisons()
+    dropped = _dropped(main, stats.problem_scores(main, context.auc))
     if dropped:
         messages.append(f"{len(dropped)} problems left out of the comparison (a strategy has no complete "
                         f"cell there): {', '.join(dropped[:10])}" + (" ..." if len(dropped) > 10 else ""))
-    result, body = _compare(everything, tie, "all embedders", context, messages)
-    if result is not None:
-        out["all embedders"] = result
+    if not found:
+        messages.append("fewer than two strategies with complete cells on a common problem: nothing to compare")
+    for label, (result, scores) in found.items():
+        messages.extend(f"{label}: {m}" for m in result.messages
+                        if m != stats.power_words(result.power))  # said under its own table
+        out[label], body = _compare(result, scores, label, context)
         parts.append(body)
-    for embedder in data.embedders:
-        scores = everything[everything.index.get_level_values("embedder") == embedder]
-        if len(data.embedders) == 1:
-            break
-        result, body = _compare(scores, tie, f"embedder {embedder}", context, messages)
-        if result is not None:
-            out[f"embedder {embedder}"] = result
-            parts.append(body)
     text = words(
         f"The sample unit is {esc(SAMPLE_UNIT)}. Strategies are ranked on each problem by full AUC "
-        f"({esc(METRIC)}, from the initial pool {esc(data.main_pool)}; 1 = best, ties averaged). The Friedman "
+        f"({esc(context.auc)}, <code>report.metric</code>; from the initial pool <b>{esc(data.main_pool)}</b>; "
+        "1 = best, ties averaged). The Friedman "
         "test asks whether any strategy differs; pairwise Wilcoxon signed-rank tests over problems, "
-        "Holm-corrected, say which pairs do (the bars join strategies no test separates). A pair is "
+        "Holm-corrected, say which pairs do (the bars join strategies no test separates). Each table "
+        "states its power: the smallest Holm-adjusted p it can reach. A pair is "
         f"a <b>tie</b> on every problem when its Holm-adjusted p is not below {ALPHA} or its mean "
         f"difference is below the practical threshold <code>report.tie_threshold</code> = {tie}; "
         "otherwise each problem counts as a win or a loss by the sign of its difference. First across "
         "all embedders, then per embedder across datasets.")
-    return Section("comparison", TITLE, text + notes(messages) + "".join(parts),
-                   {"metric": METRIC, "sample_unit": SAMPLE_UNIT, "alpha": ALPHA, "tie_threshold": tie,
-                    "comparisons": out, "messages": messages})
+    return Section(NAME, TITLE, text + notes(messages) + "".join(parts),
+                   {"metric": context.auc, "initial_pool": data.main_pool, "sample_unit": SAMPLE_UNIT,
+                    "alpha": ALPHA, "tie_threshold": tie, "comparisons": out, "messages": messages})
 
 
 def _dropped(main: pd.DataFrame, scores: pd.DataFrame) -> list[str]:
     problems = main[["dataset", "embedder"]].drop_duplicates()
     kept = set(map(tuple, scores.index)) if len(scores) else set()
     return [f"{d}/{e}" for d, e in problems.itertuples(index=False) if (d, e) not in kept]
-

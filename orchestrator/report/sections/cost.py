@@ -1,4 +1,4 @@
-"""7. Cost: each strategy's query seconds per trial (its queries only, the initial pool's
+"""Cost: each strategy's query seconds per trial (its queries only, the initial pool's
 selection left out) against its mean gain over random."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ import pandas as pd
 from orchestrator.report.context import across_problems
 from orchestrator.report.page import Section, notes, table, words
 
-ORDER = 7
-TITLE = "7. Cost"
+NAME = "cost"
+AFTER = "quality"
+TITLE = "Cost"
 
 
 def build(context) -> Section:
@@ -18,12 +19,12 @@ def build(context) -> Section:
 
     main = context.data.main()
     if main.empty or "strategy_query_seconds" not in main:
-        return Section("cost", TITLE, notes(["no complete cell with its per-cycle query times yet"]), {})
+        return Section(NAME, TITLE, notes(["no complete cell with its per-cycle query times yet"]), {})
     columns = [c for c in ("strategy_query_seconds", "total_fit_seconds", "initial_pool_seconds") if c in main]
     cost = main.groupby("strategy", sort=False)[columns].agg(["mean", "median"])
     cost.columns = [f"{a} ({b})" for a, b in cost.columns]
     cost = cost.reindex([s for s in context.data.strategies if s in cost.index])
-    gains = across_problems(context.gains("auc_accuracy").table).set_index("strategy")
+    gains = across_problems(context.gains().table).set_index("strategy")
     cost["gain (full AUC)"] = gains["mean_gain"].reindex(cost.index) if len(gains) else np.nan
     cost = cost.reset_index()
     figure = Figure(figsize=(6.0, 4.0))
@@ -46,6 +47,8 @@ def build(context) -> Section:
     body = (words("From each trial's per-cycle <code>query_seconds</code>: the seconds its strategy spent "
                   "choosing rows over all query cycles (the initial pool's selection, cycle 0, is counted "
                   "apart), and the learner's <code>fit_seconds</code>, per trial; wall-clock times on the "
-                  "workers, so they depend on the machine and its load. Random's gain is 0 by definition.")
+                  "workers, so they depend on the machine and its load. Random's gain is 0 by definition. "
+                  f"Trials of the initial pool <b>{context.data.main_pool}</b>; gain in full AUC of "
+                  f"{context.metric}.")
             + html + table(pd.DataFrame(cost), digits=4))
-    return Section("cost", TITLE, body, {"cost": cost})
+    return Section(NAME, TITLE, body, {"cost": cost, "initial_pool": context.data.main_pool})

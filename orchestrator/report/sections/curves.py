@@ -1,5 +1,6 @@
-"""1. Learning curves per (dataset, embedder): mean test accuracy over seeds with a 95 % band,
-one line per strategy, random dashed; interactive in the page, a static grid in figures/."""
+"""Learning curves per (dataset, embedder): the mean of ``report.metric`` over seeds with a 95 %
+band, one line per strategy, random dashed; one interactive figure per panel in the page, the
+same panels as a static grid in figures/ (offered as downloads, not drawn twice)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from orchestrator.report.curve_band import ALPHA, draw, t_band
 from orchestrator.report.data import RANDOM
 from orchestrator.report.page import Section, esc, notes, plotly_div, table, words
 
-ORDER = 1
-TITLE = "1. Learning curves"
-METRIC = "accuracy"
+NAME = "curves"
+AFTER = "status"
+TITLE = "Learning curves"
 
 
-def mean_band(curves: pd.DataFrame, metric: str = METRIC) -> pd.DataFrame:
+def mean_band(curves: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Per step: mean over seeds, and the 95 % t-interval of the mean (None with one seed)."""
     grouped = curves.groupby("step")[metric]
     out = pd.DataFrame({"mean": grouped.mean(), "sd": grouped.std(ddof=1), "n": grouped.count()})
@@ -28,10 +29,11 @@ def build(context) -> Section:
     import plotly.graph_objects as go
     from matplotlib.figure import Figure
 
-    data, colors = context.data, context.colors
+    data, colors, metric = context.data, context.colors, context.metric
+    label = metric.replace("_", "-")
     main = data.main()
     if main.empty:
-        return Section("curves", TITLE, notes(["no complete cell to draw yet"]), {"curves": []})
+        return Section(NAME, TITLE, notes(["no complete cell to draw yet"]), {"curves": []})
     curves = data.curves[data.curves["trial_key"].isin(set(main["trial_key"]))]
     problems = [(d, e) for d in data.datasets for e in data.embedders
                 if ((curves["dataset"] == d) & (curves["embedder"] == e)).any()]
@@ -48,7 +50,7 @@ def build(context) -> Section:
             part = sub[sub["strategy"] == strategy]
             if part.empty:
                 continue
-            band = mean_band(part)
+            band = mean_band(part, metric)
             color = colors.get(strategy, "#000000")
             dash = "dash" if strategy == RANDOM else "solid"
             x = band["step"].tolist()
@@ -60,22 +62,21 @@ def build(context) -> Section:
             figure.add_trace(go.Scatter(
                 x=x, y=band["mean"].tolist(), mode="lines+markers", name=strategy, legendgroup=strategy,
                 line={"color": color, "dash": dash, "width": 2}, marker={"size": 4},
-                hovertemplate=f"{esc(strategy)}<br>%{{x}} labelled<br>accuracy %{{y:.4f}}<extra></extra>"))
+                hovertemplate=f"{esc(strategy)}<br>%{{x}} labelled<br>{label} %{{y:.4f}}<extra></extra>"))
             draw(ax, x, band["mean"], band["low"], band["high"], color=color,
                  linestyle="--" if strategy == RANDOM else "-", label=strategy)
             finals.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
-                           "final_accuracy": float(band["mean"].iloc[-1]), "seeds": int(band["n"].iloc[-1])})
+                           "final": float(band["mean"].iloc[-1]), "seeds": int(band["n"].iloc[-1])})
             stats_out.append({"dataset": dataset, "embedder": embedder, "strategy": strategy,
                               "steps": x, "mean": band["mean"].tolist(), "low": band["low"].tolist(),
                               "high": band["high"].tolist(), "n": band["n"].tolist()})
-        figure.update_layout(title={"text": f"{esc(dataset)} / {esc(embedder)}", "font": {"size": 13}},
-                             xaxis_title="labelled examples", yaxis_title="test accuracy", height=340,
-                             margin={"l": 50, "r": 10, "t": 40, "b": 40}, template="plotly_white",
-                             legend={"font": {"size": 10}})
-        divs.append(plotly_div(figure))
+        figure.update_layout(xaxis_title="labelled examples", yaxis_title=f"test {label}", height=400,
+                             margin={"l": 50, "r": 10, "t": 30, "b": 40}, template="plotly_white",
+                             legend={"font": {"size": 10}, "orientation": "h", "y": -0.25})
+        divs.append(plotly_div(figure, f"{dataset} / {embedder}"))
         ax.set_title(f"{dataset} / {embedder}", fontsize=9)
         ax.set_xlabel("labelled examples", fontsize=8)
-        ax.set_ylabel("test accuracy", fontsize=8)
+        ax.set_ylabel(f"test {label}", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
         left = data.incomplete()
@@ -95,16 +96,19 @@ def build(context) -> Section:
     final_table = pd.DataFrame(finals)
     if not final_table.empty:
         final_table = final_table.pivot_table(index=["dataset", "embedder"], columns="strategy",
-                                              values="final_accuracy").reset_index()
+                                              values="final").reset_index()
         final_table.columns.name = None
     body = (words(
-        f"Mean test accuracy over the {len(data.seeds)} seeds against the number of labelled examples, "
-        f"from the initial pool <b>{esc(data.main_pool)}</b>; the band is the 95 % t-interval of the "
-        "mean over seeds (clipped to [0, 1]; with few seeds it is wide, as it should be). Random is dashed. Hover for values; click a strategy in a legend to hide it.")
+        f"Mean test {esc(label)} (<code>report.metric</code>) over the {len(data.seeds)} seeds against the "
+        f"number of labelled examples, from the initial pool <b>{esc(data.main_pool)}</b> (the other initial "
+        "pools' curves are in <code>curves.parquet</code>; the section Initial pool compares the pools). "
+        "The band is the 95 % t-interval of the mean over seeds (the unit: a seed; clipped to [0, 1]; with "
+        "few seeds it is wide, as it should be). Random is dashed. Hover for values; a click on a strategy "
+        "in any legend hides or shows it in every panel.")
         + notes(messages) + '<div class="grid">' + "".join(divs) + "</div>"
-        + context.figures.save(static, "learning_curves", "Learning curves, mean over seeds with 95 % band")
-        + table(final_table, caption="final accuracy (mean over seeds)"))
-    return Section("curves", TITLE, body, {"metric": METRIC, "band": "95% t-interval of the mean over seeds",
+        + context.figures.save_files(static, "learning_curves", "The same panels")
+        + table(final_table, caption=f"final {label} (mean over seeds), initial pool {data.main_pool}"))
+    return Section(NAME, TITLE, body, {"metric": metric, "band": "95% t-interval of the mean over seeds",
                                           "initial_pool": data.main_pool, "curves": stats_out,
                                           "messages": messages})
 

@@ -1,4 +1,4 @@
-"""4. Strategy x embedder heatmap of the mean gain over random (full AUC), embedders ordered by
+"""Strategy x embedder heatmap of the mean gain over random (full AUC), embedders ordered by
 quality (lowest first)."""
 
 from __future__ import annotations
@@ -7,16 +7,17 @@ import numpy as np
 
 from orchestrator.report.page import Section, esc, notes, table, words
 
-ORDER = 4
-TITLE = "4. Strategy x embedder heatmap"
+NAME = "heatmap"
+AFTER = "comparison"
+TITLE = "Strategy x embedder heatmap"
 
 
 def build(context) -> Section:
     from matplotlib.figure import Figure
 
-    gains = context.gains("auc_accuracy")
+    gains = context.gains()
     if gains.table.empty:
-        return Section("heatmap", TITLE, notes(gains.messages or ["no gains to show"]), {})
+        return Section(NAME, TITLE, notes(gains.messages or ["no gains to show"]), {})
     embedders, by = context.embedder_order()
     strategies = [s for s in context.data.strategies if s in set(gains.table["strategy"])]
     mean = gains.table.groupby(["strategy", "embedder"])["gain"].mean().unstack("embedder")
@@ -46,9 +47,10 @@ def build(context) -> Section:
     html = context.figures.save(figure, "heatmap_gain", "Mean gain over random, strategy x embedder")
     shown = mean.reset_index()
     shown.columns.name = None
-    body = (words(f"Each cell: the gain over random in full AUC, averaged over the datasets (seeds paired "
+    body = (words(f"Each cell: the gain over random in full AUC of {esc(context.metric)}, initial pool "
+                  f"<b>{esc(context.data.main_pool)}</b>, averaged over the datasets (seeds paired "
                   f"and averaged first). Embedders run from left to right by {esc(by)}, lowest first. "
                   "Blue: better than random; red: worse; grey n/a: no complete pair of cells.")
             + notes(gains.messages) + html + table(shown, digits=4))
-    return Section("heatmap", TITLE, body, {"ordered_by": by, "embedders": list(mean.columns),
+    return Section(NAME, TITLE, body, {"ordered_by": by, "initial_pool": context.data.main_pool, "embedders": list(mean.columns),
                                            "mean_gain": mean.reset_index(), "problems": count.reset_index(), "messages": gains.messages})

@@ -1,4 +1,4 @@
-"""8. Provenance: the config, albench and library versions, trial counts, store keys, the date."""
+"""Provenance: the config, albench and library versions, trial counts, store keys, the date."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import yaml
 from orchestrator.report.page import Section, esc, table, words
 from orchestrator.tracking.base import masked
 
-ORDER = 8
-TITLE = "8. Provenance"
+NAME = "provenance"
+AFTER = "cost"
+TITLE = "Provenance"
 PACKAGES = ("albench", "numpy", "scipy", "pandas", "scikit-learn", "torch", "sentence-transformers", "ray",
             "mlflow", "pyarrow", "matplotlib", "plotly")
 
@@ -57,7 +58,7 @@ def build(context) -> Section:
                      "trial (metric learner_C); searched: the share of cycles that searched C, the others "
                      "reused the last search's C") if not chosen.empty else "")
             + f"<details><summary>config</summary><pre>{esc(dumped)}</pre></details>")
-    return Section("provenance", TITLE, body, {**info, "store_keys": keys, "counts": counts, "config": dumped,
+    return Section(NAME, TITLE, body, {**info, "store_keys": keys, "counts": counts, "config": dumped,
                                                "learner_C": chosen})
 
 

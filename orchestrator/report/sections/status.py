@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from orchestrator.report.page import Section, esc, notes, table, words
 
-ORDER = 0
+NAME = "status"
+AFTER = "what-to-use"
 TITLE = "Grid status"
 
 
@@ -13,7 +14,7 @@ def build(context) -> Section:
     data = context.data
     cells = data.cells
     if cells.empty:
-        return Section("status", TITLE, notes(["the grid has no trials"]), {"cells": []})
+        return Section(NAME, TITLE, notes(["the grid has no trials"]), {"cells": []})
     per_problem = (cells.groupby(["dataset", "embedder"], sort=False)[["finished", "failed", "unfinished",
                                                                        "missing"]].sum().reset_index())
     incomplete = data.incomplete()
@@ -39,4 +40,4 @@ def build(context) -> Section:
     if len(shown):
         body += (f"<details open><summary>{esc(len(shown))} incomplete cells (not drawn)</summary>"
                  + table(shown, limit=200) + "</details>")
-    return Section("status", TITLE, body, {"totals": n, "incomplete_cells": shown, "messages": messages})
+    return Section(NAME, TITLE, body, {"totals": n, "incomplete_cells": shown, "messages": messages})
