@@ -31,6 +31,7 @@ from orchestrator.tracking.base import (
     REPORT_KIND,
     TRIAL_KEY_TAG,
     Curve,
+    RunStatus,
     RunWrite,
     TrackingURIError,
     TrialRun,
@@ -108,7 +109,8 @@ class _LockRetryingClient:
 
 
 class MlflowTracker:
-    """Writes and reads the runs of one MLflow experiment (implements ``Tracker``)."""
+    """Writes and reads the runs of one MLflow experiment (implements ``Tracker``): the backend
+    ``mlflow``."""
 
     def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
         """``create=False`` (read-only commands): a missing store or experiment is read as empty
@@ -154,6 +156,16 @@ class MlflowTracker:
                 f"tracking.uri: MLflow cannot open {masked(uri)!r} ({reason}); fix: what MLflow says "
                 "above, or name another tracking store") from None
 
+    check = staticmethod(check_uri)
+
+    @property
+    def exists(self) -> bool:
+        return self.experiment_id is not None
+
+    def ui_link(self, ui: str) -> str | None:
+        """The runs view of the experiment, not MLflow 3's GenAI overview."""
+        return experiment_url(ui, self.experiment_id) if self.exists else None
+
     def _create_experiment(self, name: str) -> str:
         try:
             return self.client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
@@ -192,7 +204,7 @@ class MlflowTracker:
         if self.bulk:
             rows = self.client.retrying(mlflow_sql.read_runs)(self.store, self.experiment_id, TRIAL_KEY_TAG,
                                                               trial_key, with_params=with_params)
-            return [TrialRun(r["run_id"], r["status"], r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
+            return [TrialRun(r["run_id"], RunStatus(r["status"]), r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
                              r["start_time"] or 0, r["end_time"] or 0, r["params"]) for r in rows]
         filter_string = (f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'" if trial_key is not None
                          else f"tags.`{TRIAL_KEY_TAG}` != ''")
@@ -202,7 +214,7 @@ class MlflowTracker:
             page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
                                            max_results=SEARCH_PAGE, page_token=token)
             for run in page:
-                found.append(TrialRun(run.info.run_id, run.info.status, run.data.tags[TRIAL_KEY_TAG],
+                found.append(TrialRun(run.info.run_id, RunStatus(run.info.status), run.data.tags[TRIAL_KEY_TAG],
                                       run.data.tags, run.data.metrics, run.info.start_time or 0,
                                       run.info.end_time or 0, run.data.params if with_params else None))
             token = page.token
@@ -250,15 +262,15 @@ class MlflowTracker:
         )
         if found:
             run_id = found[0].info.run_id
-            if found[0].info.status != "FINISHED":  # a driver died between the two calls below
-                self.client.set_terminated(run_id, "FINISHED")
+            if found[0].info.status != RunStatus.FINISHED:  # a driver died between the two calls below
+                self.client.set_terminated(run_id, RunStatus.FINISHED.value)
         else:
             run = self.client.create_run(
                 self.experiment_id, run_name=group,
                 tags={GROUP_TAG: group, "dataset": dataset, "embedder": embedder},
             )
             run_id = run.info.run_id
-            self.client.set_terminated(run_id, "FINISHED")
+            self.client.set_terminated(run_id, RunStatus.FINISHED.value)
         return run_id
 
     @property
@@ -288,7 +300,7 @@ class MlflowTracker:
         for write in writes:
             if write.error_text is not None:
                 self.client.log_text(write.ref.run_id, write.error_text, "error.txt")
-            if write.retire_others and write.end == "FINISHED":
+            if write.retire_others and write.end == RunStatus.FINISHED:
                 self.retire_others(write.trial.trial_key, write.ref.run_id)
             if write.after is not None:
                 write.after()
@@ -302,7 +314,7 @@ class MlflowTracker:
         self.client.log_batch(run.info.run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                               params=[Param(k, masked(str(v))[:6000]) for k, v in params.items()])
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        self.client.set_terminated(run.info.run_id, RunStatus.FINISHED.value)
         return run.info.run_id
 
     def _trial_tags(self, trial: TrialSpec) -> dict[str, str]:
@@ -325,7 +337,7 @@ class MlflowTracker:
             write.ref.run_id = runs.create_run(self.experiment_id, write.timestamp, name, tags)
         run_id = write.ref.run_id
         if write.reopen:
-            runs.update_run(run_id, "RUNNING")
+            runs.update_run(run_id, RunStatus.RUNNING)
         for key in write.clear_tags:
             runs.delete_tag(run_id, key)
         if write.params or write.metrics or write.tags:
@@ -378,7 +390,7 @@ class MlflowTracker:
             NOTE_TAG: (f"The albench report of the grid {self.experiment!r}: open *Artifacts*, then "
                        "`index.html` (the same folder is under `reports/` where the report was built)."),
         })
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        self.client.set_terminated(run.info.run_id, RunStatus.FINISHED.value)
         return run.info.run_id
 
     def publish_report(self, folder: Path) -> str:
@@ -395,7 +407,7 @@ class MlflowTracker:
         fresh = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         for stale in sorted(set(_artifact_files(repository)) - fresh):
             self.client.retrying(repository.delete_artifacts)(stale)
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, RunStatus.FINISHED.value)
         return run_id
 
 
@@ -407,5 +419,3 @@ def _artifact_files(repository, path: str | None = None) -> list[str]:
     return found
 
 
-def open_backend(uri: str, experiment: str, create: bool = True) -> MlflowTracker:
-    return MlflowTracker(uri, experiment, create)

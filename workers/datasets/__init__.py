@@ -22,7 +22,7 @@ from workers.datasets.file import FileSource
 from workers.datasets.huggingface import HuggingFaceSource
 from workers.datasets.load import load_dataset
 from workers.datasets.spec import DatasetSpec, SourceSpec, Subsample
-from workers.datasets.tabular import TabularSource
+from workers.datasets.tabular import TabularSource  # before spec: a plug-in source may import it from here
 
 __all__ = [
     "BUILTIN_DATASETS",

@@ -50,8 +50,6 @@ class _Constant:
 
 
 class MLPLearner(Learner):
-    kind = "mlp"
-
     def fit(self, features, labels, validation=None):
         seen = np.unique(labels)
         if seen.size == 1:

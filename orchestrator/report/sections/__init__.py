@@ -2,20 +2,32 @@
 
 A section module defines ``ORDER`` (its place in the page), ``TITLE`` (its heading) and
 ``build(context) -> Section``: a figure, a short table and plain words, plus the statistics it
-computed for ``stats.json``. The package finds its modules itself: adding a section takes its
-module and its test.
+computed for ``stats.json``. Every section is registered in ``SECTIONS``: the package's own
+modules by their module name, another package's through the entry-point group
+``albench.report_sections`` (its value: a class with ``TITLE``, ``ORDER`` and a static ``build``).
 """
 
 from __future__ import annotations
 
-import importlib
+import math
 import pkgutil
+
+from strategies.registry import PluginRefused, Registry
+
+
+def _check(name: str, section: object) -> None:
+    if not (isinstance(getattr(section, "TITLE", None), str) and callable(getattr(section, "build", None))):
+        raise PluginRefused(f"{section!r} has no TITLE and build(context)")
+
+
+SECTIONS = Registry("report section", "albench.report_sections", _check)
+for _module in pkgutil.iter_modules(__path__):
+    SECTIONS.lazy(_module.name, f"{__name__}.{_module.name}")
 
 
 def modules() -> list:
-    """Every section module, in page order."""
-    found = [importlib.import_module(f"{__name__}.{m.name}") for m in pkgutil.iter_modules(__path__)]
-    return sorted((m for m in found if hasattr(m, "build")), key=lambda m: m.ORDER)
+    """Every section (module or plug-in class), in page order."""
+    return sorted(SECTIONS.values(), key=lambda m: getattr(m, "ORDER", math.inf))
 
 
 def titles() -> list[str]:
