@@ -25,6 +25,7 @@ T = TypeVar("T")
 S = TypeVar("S", bound=type[QueryStrategy])
 
 BUILTIN_PACKAGE = "albench"
+ALBENCH_PACKAGES = ("strategies", "workers", "orchestrator")
 
 
 class UnknownNameError(StrategyError):
@@ -70,7 +71,6 @@ class Registry(Generic[T]):
         self._plugins_read = False
         self.problems: list[str] = []
         """One line per plug-in left out (import failed or refused), naming its package."""
-        REGISTRIES.append(self)
 
     # ------------------------------------------------------------------------ registering
 
@@ -87,6 +87,13 @@ class Registry(Generic[T]):
         if present is None or not origin.builtin:  # a plug-in that registered itself on import
             self._origins[name] = origin
         return thing
+
+    def add_builtin(self, name: str, thing: T) -> None:
+        """``add`` for a class of albench itself, from its definition hook (``__init_subclass__``);
+        a class defined in another package waits for its entry point, which registers it with
+        its origin."""
+        if getattr(thing, "__module__", "").split(".")[0] in ALBENCH_PACKAGES:
+            self.add(name, thing)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Class decorator: ``add(name, cls)``."""
@@ -160,10 +167,6 @@ class Registry(Generic[T]):
         return name in self._things or name in self._lazy
 
 
-REGISTRIES: list[Registry] = []
-"""Every registry created so far (``albench schema`` lists their plug-ins)."""
-
-
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -189,7 +192,7 @@ class StrategyRegistry(Registry[type[QueryStrategy]]):
         return self.kind
 
 
-def _strategy_check(cold_start: bool) -> Callable[[str, Any], None]:
+def strategy_check(cold_start: bool) -> Callable[[str, Any], None]:
     def check(name: str, cls: Any) -> None:
         if not (isinstance(cls, type) and issubclass(cls, QueryStrategy)):
             raise PluginRefused(f"{cls!r} is not a QueryStrategy subclass")
@@ -203,8 +206,8 @@ def _strategy_check(cold_start: bool) -> Callable[[str, Any], None]:
     return check
 
 
-QUERY_STRATEGIES = StrategyRegistry("query strategy", "albench.strategies", _strategy_check(False))
-INITIAL_POOLS = StrategyRegistry("initial pool", "albench.initial_pools", _strategy_check(True))
+QUERY_STRATEGIES = StrategyRegistry("query strategy", "albench.strategies", strategy_check(False))
+INITIAL_POOLS = StrategyRegistry("initial pool", "albench.initial_pools", strategy_check(True))
 
 register_initial_pool = INITIAL_POOLS.register
 

@@ -251,7 +251,7 @@ class LearnerKind(Spec):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         if "type" in cls.model_fields:
-            LEARNERS.add(cls.model_fields["type"].default, cls)
+            LEARNERS.add_builtin(cls.model_fields["type"].default, cls)
 
     @property
     def standardized(self) -> bool:

@@ -103,7 +103,7 @@ class DatasetSource(Spec):
         super().__pydantic_init_subclass__(**kwargs)
         field = cls.model_fields.get("type")
         if field is not None:  # not an intermediate base (TabularSource)
-            SOURCES.add(field.default, cls)
+            SOURCES.add_builtin(field.default, cls)
 
     def resolve_paths(self, base: Path, field: str) -> DatasetSource:
         """This source with its local paths made absolute against ``base`` (the config's

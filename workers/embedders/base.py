@@ -107,7 +107,7 @@ class EmbedderKind(ABC):
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         if "name" in vars(cls):
-            KINDS.add(cls.name, cls)
+            KINDS.add_builtin(cls.name, cls)
 
     def check_builtin(self, spec: EmbedderSpec, name: str, info: BuiltinEmbedderInfo) -> None:
         """Raise ``EmbedderError`` for a ``dim`` a built-in of this kind cannot give (default: any)."""
