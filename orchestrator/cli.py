@@ -230,9 +230,7 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         if found is not None:
             cycles[key] = found.cycle
     store = EmbeddingStore(config.store.path)
-    stored = {(j.dataset_name, j.embedder.name): any(
-        store.has(j.dataset_name, j.embedder.name, j.store_key(p))
-        for p in ("float32", "bfloat16", "float16")) for j in plan.jobs}
+    stored = {(j.dataset_name, j.embedder.name): store.find(j) is not None for j in plan.jobs}
     driver_running = checkpoints.locked() or tracker.lease_holder() is not None
     result = grid_status(plan.trials, tracker.trial_runs(with_params=False), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)

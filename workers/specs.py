@@ -41,9 +41,6 @@ class Spec(BaseModel):
 # --------------------------------------------------------------------------------- embedders
 
 
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
-
-
 class ModelKwargs(Spec):
     """What albench passes to transformers when it loads a model (a whitelist, nothing else)."""
 

@@ -19,17 +19,7 @@ from workers.hashing import content_hash
 from workers.specs import RESULT_VERSION
 from workers.store import EmbeddingStore, StoreCorruptionError
 
-PRECISIONS = ("float32", "bfloat16", "float16")
 CACHE_NAME = "quality.json"
-
-
-def stored_key(store: EmbeddingStore, job) -> str | None:
-    """The store key under which ``job``'s vectors are stored (any precision), or None."""
-    for precision in PRECISIONS:
-        key = job.store_key(precision)
-        if store.has(job.dataset_name, job.embedder.name, key):
-            return key
-    return None
 
 
 def measure(jobs, learner_spec, store_root: str | Path, cache_path: Path) -> tuple[pd.DataFrame, list[str]]:
@@ -45,7 +35,7 @@ def measure(jobs, learner_spec, store_root: str | Path, cache_path: Path) -> tup
     learner_json = json.dumps(learner_spec.model_dump(mode="json"), sort_keys=True)
     rows, messages, changed = [], [], False
     for job in jobs:
-        key = stored_key(store, job)
+        key = store.find(job)
         if key is None:
             messages.append(f"{job.dataset_name} / {job.embedder.name}: embeddings not in the store "
                             f"({store_root}); `albench embed CONFIG` computes them")

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-PROBLEM = ["dataset", "embedder"]
+from orchestrator.results import PROBLEM
 
 
 def auc_family(steps, values, early_cycles: int | None = None) -> dict[str, float]:
