@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
 from orchestrator.tracking.mlflow_uri import (
+    LockRetryingClient,
     check_uri,
     creation_lock,
     read_only_problem,
@@ -71,43 +71,6 @@ def experiment_url(ui: str, experiment_id: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
-class _LockRetryingClient:
-    """An MlflowClient whose calls are retried when SQLite says "database is locked".
-
-    The driver is the only writer, but readers (``albench status``, the MLflow UI, a script)
-    can hold the file long enough for a write to give up. Each MLflow write is one SQL
-    transaction, rolled back on that error, so trying it again cannot log anything twice.
-    """
-
-    DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-
-    def __init__(self, client: MlflowClient) -> None:
-        self._client = client
-        self._counting = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        """MLflow calls made, by name (a retry is the same call); read by ``bench/tracking.py``."""
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-        return self.retrying(attribute)
-
-    def retrying(self, function):
-        def call(*args, **kwargs):
-            with self._counting:
-                self.counts[function.__name__] += 1
-            for delay in (*self.DELAYS, None):
-                try:
-                    return function(*args, **kwargs)
-                except Exception as exc:
-                    if delay is None or "database is locked" not in str(exc):
-                        raise
-                    time.sleep(delay)
-
-        return call
-
-
 class MlflowTracker:
     """Writes and reads the runs of one MLflow experiment (implements ``Tracker``): the backend
     ``mlflow``."""
@@ -129,7 +92,7 @@ class MlflowTracker:
         self._artifact_location = ""
         self.bulk = False
         """Write and read through ``mlflow_sql`` (SQLite, PostgreSQL), not call by call."""
-        self.client = _LockRetryingClient(None)
+        self.client = LockRetryingClient(None)
         self.rest: RestRuns | None = None
         """Trial writes as plain REST calls (an MLflow server; ``mlflow_rest``), else the client."""
         if not create and not store_exists(uri):
