@@ -9,8 +9,9 @@ from sklearn.metrics import accuracy_score, f1_score
 
 from workers.learners import LEARNERS, make_learner
 from workers.learners.logistic import LogisticRegressionLearner
+from workers.learners.mlp import MLPSpec
 from workers.metrics import accuracy, macro_f1, normalized_auc
-from workers.specs import LogisticRegressionSpec, MLPSpec
+from workers.specs import LogisticRegressionSpec
 
 
 def fixed(n_classes: int, x: np.ndarray, C: float = 1.0) -> LogisticRegressionLearner:

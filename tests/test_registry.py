@@ -10,7 +10,8 @@ import pytest
 
 from strategies import QueryStrategy
 from strategies.registry import PluginRefused, Registry, StrategyRegistry, UnknownNameError, strategy_check
-from workers.specs import LogisticRegressionSpec, MLPSpec, ProtocolSpec, StrategySpec, TrialSpec
+from workers.learners.mlp import MLPSpec
+from workers.specs import LogisticRegressionSpec, ProtocolSpec, StrategySpec, TrialSpec
 
 GROUP = "albench.test_registry"
 

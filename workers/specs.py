@@ -8,7 +8,9 @@ in ``workers.datasets``; importing them from here still works (they are looked u
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 import numpy as np
@@ -327,21 +329,15 @@ class LogisticRegressionSpec(LearnerKind):
         return LogisticRegressionLearner(self, n_classes, pool, seed)
 
 
-class MLPSpec(LearnerKind):
-    """A small MLP head on the frozen embeddings (scikit-learn, CPU, seeded by the trial): a
-    check that a finding is not an artefact of the linear head. Strategies that need a linear
-    head (dropquery, alfamix) do not take it."""
+def _discover_learners() -> None:
+    """Import every module of ``workers.learners``: albench's own learner specs register
+    themselves (a new one is a module there); the plug-ins' come from their entry points."""
+    package = importlib.import_module("workers.learners")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
-    type: Literal["mlp"] = Field("mlp", description="The learner: one hidden ReLU layer.")
-    hidden: int = Field(256, ge=2, le=8192, description="Hidden units.")
-    alpha: float = Field(1e-3, ge=0, description="L2 penalty.")
-    max_iter: int = Field(300, ge=10, description="Adam epochs at most.")
-    standardize: bool = Field(True, description="Standardise features with the pool's statistics.")
 
-    def build(self, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
-        from workers.learners.mlp import MLPLearner
-
-        return MLPLearner(self, n_classes, pool, seed)
+_discover_learners()
 
 
 def _learner_type(value: Any) -> str:

@@ -1,7 +1,8 @@
 """Tracking backends behind one protocol (``Tracker``, in ``base``), registered in ``BACKENDS``.
 
 A backend is a class built as ``cls(uri, experiment, create)`` (see ``base.Tracker``): albench's
-own is ``mlflow``; another package adds one through the entry-point group ``albench.tracking``,
+own are modules ``<name>_backend`` of this package naming theirs ``BACKEND`` (``mlflow``);
+another package adds one through the entry-point group ``albench.tracking``,
 and ``tracking.backend: <name>`` in a config chooses it (default ``mlflow``). Only the chosen
 one is imported, when ``open_tracker`` is called.
 """
@@ -9,6 +10,7 @@ one is imported, when ``open_tracker`` is called.
 from __future__ import annotations
 
 import os
+import pkgutil
 
 from strategies.registry import Registry
 
@@ -36,7 +38,9 @@ from orchestrator.tracking.base import (
 )
 
 BACKENDS: Registry[type[Tracker]] = Registry("tracking backend", "albench.tracking")
-BACKENDS.lazy("mlflow", "orchestrator.tracking.mlflow_backend:MlflowTracker")
+for _module in pkgutil.iter_modules(__path__):  # albench's own: <name>_backend modules, imported when chosen
+    if _module.name.endswith("_backend"):
+        BACKENDS.lazy(_module.name.removesuffix("_backend"), f"{__name__}.{_module.name}:BACKEND")
 
 
 def open_tracker(uri: str, experiment: str, backend: str = "mlflow", *, create: bool = True) -> Tracker:

@@ -382,3 +382,5 @@ def _artifact_files(repository, path: str | None = None) -> list[str]:
     return found
 
 
+BACKEND = MlflowTracker
+"""The backend ``mlflow`` (``orchestrator.tracking.BACKENDS``)."""
