@@ -64,7 +64,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, group: str, check: Callable[[str, Any], None] | None = None) -> None:
         self.kind = kind
         self.group = group
-        self._check = check
+        self.check = check
         self._things: dict[str, Any] = {}
         self._lazy: dict[str, str] = {}
         self._origins: dict[str, Origin] = {}
@@ -81,8 +81,8 @@ class Registry(Generic[T]):
         if (present is not None and present is not thing) or name in self._lazy:
             raise PluginRefused(f"{self.kind} {name!r} is registered twice (already by "
                                 f"{self._origins[name]})")
-        if self._check is not None:
-            self._check(name, thing)
+        if self.check is not None:
+            self.check(name, thing)
         self._things[name] = thing
         if present is None or not origin.builtin:  # a plug-in that registered itself on import
             self._origins[name] = origin

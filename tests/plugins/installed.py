@@ -9,8 +9,19 @@ import os
 import tomllib
 from pathlib import Path
 
+from strategies.registry import Registry
+
 PACKAGE = Path(__file__).resolve().parents[1] / "plugin_pkg"
 ROOT = PACKAGE.parents[1]
+
+
+def registered(registry: Registry, name: str, thing) -> Registry:
+    """A new registry of ``registry``'s kind (its check included) holding ``thing`` as ``name``,
+    as its entry point registers it: this session's registries have read no entry point of the
+    test package (its plug-ins run as registered ones in test_plugin_grid.py, in subprocesses)."""
+    fresh = type(registry)(registry.kind, registry.group, registry.check)
+    fresh.add(name, thing)
+    return fresh
 
 
 def install(target: Path, version: str | None = None) -> dict[str, str]:

@@ -5,17 +5,14 @@ from __future__ import annotations
 import numpy as np
 from albench_test_plugins.every_kth import EveryKth
 
-from strategies import QueryContext
-from strategies.registry import StrategyRegistry, strategy_check
+from strategies import INITIAL_POOLS, QueryContext
+from tests.plugins.installed import registered
 from tests.strategies.conformance import StrategyConformance
-
-REGISTRY = StrategyRegistry("initial pool", "albench.initial_pools", strategy_check(True))
-REGISTRY.add("every_kth", EveryKth)  # as the entry point registers it (tests/plugins/test_plugin_grid.py)
 
 
 class TestEveryKth(StrategyConformance):
     strategy_name = "every_kth"
-    registry = REGISTRY
+    registry = registered(INITIAL_POOLS, "every_kth", EveryKth)
 
     def test_cold_start_spreads_over_the_pool(self):
         x = np.zeros((70, 4), np.float32)

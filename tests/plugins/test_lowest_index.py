@@ -5,16 +5,14 @@ from __future__ import annotations
 import numpy as np
 from albench_test_plugins.lowest_index import LowestIndex
 
-from strategies.registry import StrategyRegistry, strategy_check
+from strategies import QUERY_STRATEGIES
+from tests.plugins.installed import registered
 from tests.strategies.conformance import StrategyConformance, make_context, make_pool
-
-REGISTRY = StrategyRegistry("query strategy", "albench.strategies", strategy_check(False))
-REGISTRY.add("lowest_index", LowestIndex)  # as the entry point registers it (tests/plugins/test_plugin_grid.py)
 
 
 class TestLowestIndex(StrategyConformance):
     strategy_name = "lowest_index"
-    registry = REGISTRY
+    registry = registered(QUERY_STRATEGIES, "lowest_index", LowestIndex)
 
     def test_takes_the_lowest_unlabelled_rows_after_offset(self):
         x, labels, labelled = make_pool(n=50, n_labelled=5)
