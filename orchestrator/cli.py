@@ -42,6 +42,10 @@ def _or_exit(step, argument):
 
 
 def _load(path: Path) -> ExperimentConfig:
+    from orchestrator.plugins import problems
+
+    for problem in problems():  # a plug-in left out: said once, the built-ins work on
+        reporter.warn(f"warning: {problem}")
     return _or_exit(load_config, path)
 
 
@@ -227,9 +231,7 @@ def status(config_path: Path = typer.Argument(..., metavar="CONFIG")) -> None:
         if found is not None:
             cycles[key] = found.cycle
     store = EmbeddingStore(config.store.path)
-    stored = {(j.dataset_name, j.embedder.name): any(
-        store.has(j.dataset_name, j.embedder.name, j.store_key(p))
-        for p in ("float32", "bfloat16", "float16")) for j in plan.jobs}
+    stored = {(j.dataset_name, j.embedder.name): store.find(j) is not None for j in plan.jobs}
     driver_running = checkpoints.locked() or tracker.lease_holder() is not None
     result = grid_status(plan.trials, tracker.trial_runs(with_params=False), driver_running=driver_running,
                          checkpoints=cycles, stored=stored)
@@ -297,7 +299,7 @@ def _said_report(folder: Path, config, tracker) -> None:
 
     reporter.say(f"report: {(folder / 'index.html').resolve()} (figures, results.parquet, curves.parquet, "
                  "stats.json beside it)")
-    if getattr(tracker, "experiment_id", None) is not None:
+    if tracker.exists:
         from orchestrator.tracking import TrackingURIError
 
         try:
@@ -326,8 +328,13 @@ def migrate_db(uri: str = typer.Argument(..., metavar="URI", help="The tracking 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON schema of the config (with the registered strategy names)."""
-    print(json.dumps(config_schema(), indent=2))
+    """Print the JSON schema of the config: every registered strategy, dataset source, embedder
+    kind, learner, tracking backend and report section, plug-ins (and where they come from)
+    included; a plug-in that could not be loaded is named on stderr."""
+    schema = config_schema()
+    for problem in schema["x-plugin-problems"]:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(json.dumps(schema, indent=2))
 
 
 @app.command()
@@ -345,12 +352,8 @@ def ui(
     from orchestrator.tracking import masked
 
     reporter.say(f"MLflow UI on http://{host}:{port} ({masked(uri)})")
-    if config is not None and config.tracking.backend == "mlflow":
-        from orchestrator.tracking.mlflow_backend import experiment_url
-
-        experiment_id = getattr(_tracker(config, create=False), "experiment_id", None)
-        if experiment_id is not None:  # the runs view, not MLflow 3's GenAI overview
-            reporter.say(f"the grid's runs: {experiment_url(f'http://{host}:{port}', experiment_id)}")
+    if config is not None and (link := _tracker(config, create=False).ui_link(f"http://{host}:{port}")):
+        reporter.say(f"the grid's runs: {link}")
     try:
         code = serve(uri, host, port, workers)
     except PortBusyError as exc:

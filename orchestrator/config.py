@@ -22,10 +22,17 @@ from pydantic import (
     model_validator,
 )
 
-from strategies import INITIAL_POOLS, QUERY_STRATEGIES
-from workers.datasets import DatasetSpec
+from strategies import INITIAL_POOLS, QUERY_STRATEGIES, Need
+from workers.datasets import SOURCES, DatasetSpec
 from workers.fs import is_remote, location
-from workers.specs import EmbedderSpec, LearnerSpec, LogisticRegressionSpec, ProtocolSpec, StrategySpec
+from workers.specs import (
+    LEARNERS,
+    EmbedderSpec,
+    LearnerSpec,
+    LogisticRegressionSpec,
+    ProtocolSpec,
+    StrategySpec,
+)
 
 
 class ConfigError(ValueError):
@@ -71,7 +78,8 @@ class TrackingConfig(Section):
         "as ***; in a sqlite:/// path ~ and $VAR/${VAR} are expanded.",
     )
     experiment: str | None = Field(None, description="MLflow experiment name (default: config name).")
-    backend: str = Field("mlflow", description="Tracking backend (a module of orchestrator/tracking).")
+    backend: str = Field("mlflow", description="Tracking backend: mlflow, or a plug-in's (entry-point "
+                         "group albench.tracking).")
     outage_seconds: float = Field(
         180.0, gt=0, description="How long `albench run` waits for a tracking store that takes no "
         "write (down, unreachable) before it stops with exit 1; what was recorded is kept and a "
@@ -81,10 +89,10 @@ class TrackingConfig(Section):
     @field_validator("backend")
     @classmethod
     def _backend_known(cls, backend: str) -> str:
-        from orchestrator.tracking import backend_names
+        from orchestrator.tracking import BACKENDS
 
-        if backend not in backend_names():
-            raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(backend_names())}")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(BACKENDS.names())}")
         return backend
 
 
@@ -180,14 +188,13 @@ class ExperimentConfig(Section):
                 where = [i for i, x in enumerate(labels) if x == label]
                 problems.append(f"{field}[{where[1]}]: duplicate entry {label!r} (also {field}[{where[0]}]); "
                                 "give each a unique name")
-        if self.learner.type != "logistic_regression":
-            from strategies import Need
-
-            for index, spec in enumerate(self.strategies):
-                if Need.HEAD in QUERY_STRATEGIES.get(spec.name).needs:
-                    problems.append(f"strategies[{index}]: {spec.name} needs a linear head, which "
-                                    f"learner.type {self.learner.type} has not; fix: remove it or "
-                                    "use learner.type: logistic_regression")
+        for index, spec in enumerate(self.strategies):
+            missing = QUERY_STRATEGIES.get(spec.name).needs & FROM_LEARNER - self.learner.provides
+            for need in sorted(missing, key=lambda n: n.value):
+                givers = [n for n, cls in LEARNERS.items() if need in cls.provides]
+                problems.append(f"strategies[{index}]: {spec.name} needs the learner's {need.value}, "
+                                f"which learner.type {self.learner.type} does not provide; fix: "
+                                f"remove it or use learner.type: {' or '.join(givers)}")
         field = "tracking.experiment" if self.tracking.experiment is not None else "name"
         if len(self.experiment_name) > EXPERIMENT_NAME_LIMIT:
             problems.append(f"{field}: {len(self.experiment_name)} characters, over MLflow's limit of "
@@ -205,6 +212,9 @@ class ExperimentConfig(Section):
         return (len(self.datasets) * len(self.embedders) * len(self.initial_pools)
                 * len(self.strategies) * len(self.seeds))
 
+
+FROM_LEARNER = frozenset({Need.PROBABILITIES, Need.HEAD})
+"""Strategy inputs that come from the learner (``LearnerKind.provides`` says which it gives)."""
 
 EXPERIMENT_NAME_LIMIT = 500
 """The longest experiment name MLflow stores (its ``experiments.name`` column)."""
@@ -255,7 +265,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     for error in exc.errors():
         path, previous = "", None
         for part in error["loc"]:
-            if previous in ("learner", "source") and part in _UNION_TAGS:
+            if (previous == "learner" and part in LEARNERS) or (previous == "source" and part in SOURCES):
                 previous = part
                 continue  # the member of a tagged union pydantic tried: not a field of the config
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
@@ -273,7 +283,6 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-_UNION_TAGS = {"logistic_regression", "mlp", "builtin", "file", "huggingface"}
 _RELATIVE = re.compile(r"^(\[\d+\][\w.\[\]]*): (.*)$", re.DOTALL)
 _FROM_ROOT = re.compile(r"^([a-z_]+(?:\[\d+\])?(?:\.[\w]+)*): (.*)$", re.DOTALL)
 
@@ -346,8 +355,11 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 
 
 def config_schema() -> dict:
-    """JSON schema of the config, with the registered strategy names listed."""
+    """JSON schema of the config, with the registered strategies (and their parameters) and
+    every registered thing of each kind, by entry-point group, with where it comes from."""
     from pydantic import TypeAdapter
+
+    from orchestrator import plugins
 
     schema = ExperimentConfig.model_json_schema()
     for key, registry in (("x-query-strategies", QUERY_STRATEGIES), ("x-initial-pools", INITIAL_POOLS)):
@@ -356,4 +368,6 @@ def config_schema() -> dict:
                    "params": TypeAdapter(cls).json_schema().get("properties", {})}
             for name, cls in registry.items()
         }
+    schema["x-plugins"] = plugins.listing()
+    schema["x-plugin-problems"] = plugins.problems()
     return schema

@@ -46,7 +46,7 @@ from workers.embedding import (
     shard_layout,
 )
 from workers.fs import store_env
-from workers.store import EmbeddingStore, StoreCorruptionError
+from workers.store import EmbeddingStore, resolves_precision
 from workers.trajectory import TrialData
 
 EMBEDDING_TASK_RETRIES = 3
@@ -88,7 +88,7 @@ def embedding_stage(jobs: list[EmbeddingJob], datasets: dict[str, TextDataset], 
     result = EmbeddingResult()
     missing: list[EmbeddingJob] = []
     precision = auto_precision(resources) if any(
-        '"precision":"auto"' in j.identity for j in jobs) else "float32"
+        resolves_precision(j.identity) for j in jobs) else "float32"
     for job in jobs:
         data = read_entry(store, job, datasets.get(job.dataset_name), reporter, precision)
         if data is None:
@@ -197,7 +197,7 @@ def _compute(missing: list[EmbeddingJob], datasets: dict[str, TextDataset], stor
         owned[name] = [mine, len(jobs)]
         turn = 0
         for job in jobs:
-            _clear_half_entry(store, job, precision)
+            store.clear_partial(job, precision)
             entry = _Entry(job, name, began=time.perf_counter())
             data = dataset_refs[job.dataset_name]
             shards = [(split, index) for split, index, _, _ in layouts[job.key]]
@@ -304,52 +304,20 @@ def _failed(result: EmbeddingResult, reporter: Reporter, job: EmbeddingJob, mess
     reporter.embedding_failed(message)
 
 
-def _clear_half_entry(store: EmbeddingStore, job: EmbeddingJob, precision: str) -> None:
-    """Before computing: remove the split files of an old-layout half entry and temporaries of
-    a killed write; shards that verify stay (the job resumes after them)."""
-    key = job.store_key(precision)
-    for split in ("train", "test"):
-        store.path(job.dataset_name, job.embedder.name, key, split).unlink(missing_ok=True)
-    directory = store.directory(job.dataset_name, job.embedder.name, key)
-    if directory.is_dir():
-        for leftover in directory.rglob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
-
-
-def remove_leftovers(store: EmbeddingStore, job: EmbeddingJob, precision: str = "float32") -> None:
-    """Remove a whole entry (files, shards, manifest) and temporaries of a killed write."""
-    key = job.store_key(precision)
-    store.remove(job.dataset_name, job.embedder.name, key)
-    _clear_half_entry(store, job, precision)
-
-
 def read_entry(store: EmbeddingStore, job: EmbeddingJob, dataset: TextDataset | None,
                reporter: Reporter, precision: str = "float32") -> TrialData | None:
     """Read and verify both splits; None when missing or damaged (damaged ones are removed).
 
-    The store checks each file (Parquet structure, schema, row count, checksum); here the
-    entry is also checked against the dataset it claims to embed (rows, labels, dimension).
-    Every damaged file is reported, then the entry is removed to be recomputed.
+    The store checks each file (Parquet structure, schema, key, row count, checksum) and the
+    entry against the dataset it claims to embed (rows, labels, dimension:
+    ``EmbeddingStore.verified``). Every problem is reported, then the entry is removed to be
+    recomputed.
     """
     key = job.store_key(precision)
     if not store.has(job.dataset_name, job.embedder.name, key):
         return None
-    tables, problems = {}, []
-    for split in ("train", "test"):
-        path = store.directory(job.dataset_name, job.embedder.name, key) / split
-        try:
-            table = store.read(job.dataset_name, job.embedder.name, key, split)
-        except StoreCorruptionError as exc:
-            problems.append(str(exc))
-            continue
-        labels = None if dataset is None else (dataset.train_labels if split == "train"
-                                               else dataset.test_labels)
-        if labels is not None and (len(table) != len(labels) or not np.array_equal(table.labels, labels)):
-            problems.append(f"{path}: {len(table)} rows do not match the dataset's {len(labels)}")
-            continue
-        tables[split] = table
-    if not problems and tables["train"].embeddings.shape[1] != tables["test"].embeddings.shape[1]:
-        problems.append(f"{job.dataset_name} x {job.embedder.name}: the splits' dimensions differ")
+    labels = None if dataset is None else {"train": dataset.train_labels, "test": dataset.test_labels}
+    tables, problems = store.verified(job, key, labels)
     if problems:
         for problem in problems:
             reporter.store_problem(problem)

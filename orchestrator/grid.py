@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 
 from orchestrator import preflight
 from orchestrator.config import ConfigError, ExperimentConfig
+from orchestrator.plugins import trial_plugins
 from workers.datasets import DatasetError, TextDataset, load_dataset
 from workers.embedders import EmbedderError, resolve_model
+from workers.embedders.resolve import kind_name
 from workers.embedding import EmbeddingJob
 from workers.specs import TrialSpec
 from workers.store import embedding_key
@@ -49,9 +51,11 @@ def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
         except DatasetError as exc:
             problems.append(f"datasets[{index}] ({spec.name}): {exc}")
     identities: dict[str, str] = {}
+    kinds: dict[str, str] = {}
     for index, spec in enumerate(config.embedders):
         try:
-            identities[spec.name] = resolve_model(spec).identity
+            resolved = resolve_model(spec)
+            identities[spec.name], kinds[spec.name] = resolved.identity, kind_name(resolved)
         except EmbedderError as exc:
             problems.append(f"embedders[{index}] ({spec.name}): {exc}")
     problems.extend(preflight.duplicate_problems(config, datasets, identities))
@@ -94,6 +98,7 @@ def prepare_plan(config: ExperimentConfig, *, writing: bool = True) -> Plan:
             protocol=config.protocol,
             learner=config.learner,
             device=config.resources.strategy_device,
+            plugins=trial_plugins(d.source.type, kinds[e.name], pool, strategy, config.learner.type),
         )
         for d, e, pool, strategy, seed in itertools.product(
             config.datasets, config.embedders, config.initial_pools, config.strategies, config.seeds

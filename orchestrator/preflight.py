@@ -6,9 +6,7 @@ to start); ``warnings`` are printed and recorded, and the run goes on.
 
 from __future__ import annotations
 
-import importlib
 import os
-import re
 import socket
 import tempfile
 import uuid
@@ -152,12 +150,10 @@ def location_problem(field: str, where: Path | str, writing: bool = True) -> str
 
 def tracking_problem(config: ExperimentConfig) -> str | None:
     """Why the tracking URI cannot work (the backend's own quick check), or None."""
-    module = importlib.import_module(f"orchestrator.tracking.{config.tracking.backend}_backend")
-    check = getattr(module, "check_uri", None)
-    if check is None:
-        return None
+    from orchestrator.tracking import BACKENDS
+
     try:
-        check(config.tracking.uri)
+        BACKENDS.get(config.tracking.backend).check(config.tracking.uri)
     except ValueError as exc:
         return str(exc)
     return None
@@ -248,14 +244,11 @@ def _cuda_here() -> bool:
     return torch.cuda.is_available()
 
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
-
-
 def offline_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
     """(problems, warnings) of ``albench validate --offline``: every embedder resolved (names,
-    hub ids, local folders; no model loaded), every Hugging Face dataset id well formed."""
+    hub ids, local folders; no model loaded), every dataset source's own offline check (a
+    Hugging Face dataset id well formed)."""
     from workers.embedders import EmbedderError, resolve_model
-    from workers.embedders.resolve import looks_like_path
 
     problems, notes = [], []
     for index, spec in enumerate(config.embedders):
@@ -267,9 +260,5 @@ def offline_problems(config: ExperimentConfig) -> tuple[list[str], list[str]]:
             notes.append(f"embedders[{spec.name}].trust_remote_code is on: loading {spec.model!r} "
                          "runs Python code from its repository")
     for index, dataset in enumerate(config.datasets):
-        source = dataset.source
-        if getattr(source, "type", None) == "huggingface" and not looks_like_path(source.path) \
-                and not _HUB_ID.match(source.path):
-            problems.append(f"datasets[{index}].source.path: {source.path!r} is not a hub id "
-                            "('org/name') nor a local path")
+        problems.extend(dataset.source.offline_problems(f"datasets[{index}].source"))
     return problems, notes

@@ -20,10 +20,11 @@ from workers.metrics import normalized_auc
 from workers.specs import TrialSpec
 from workers.trajectory import CYCLE_METRICS
 
-SUMMARY_SOURCES = ("accuracy", "macro_f1", "query_seconds", "predicted_classes")
-"""The curves a trial's summary is computed from."""
-CURVE_METRICS = CYCLE_METRICS
 KEY_COLUMNS = ("trial_key", "dataset", "embedder", "initial_pool", "strategy", "seed")
+PROBLEM = ["dataset", "embedder"]
+"""The columns naming a problem: the strategies are compared within each."""
+RANDOM = "random"
+"""The baseline strategy (and initial pool) the others are compared with."""
 
 
 def summarize(curves: dict[str, Curve]) -> dict[str, float]:
@@ -57,9 +58,9 @@ def read_results(tracker: Tracker, trials: Iterable[TrialSpec], *, with_curves: 
     rows = [_trial_row(trial, runs.get(trial.trial_key)) for trial in trials]
     table = pd.DataFrame(rows)
     if not with_curves:
-        return Results(table, pd.DataFrame(columns=["trial_key", "step", *CURVE_METRICS]))
+        return Results(table, pd.DataFrame(columns=["trial_key", "step", *CYCLE_METRICS]))
     with_run = [(t.trial_key, runs[t.trial_key].run_id) for t in trials if t.trial_key in runs]
-    histories = tracker.curves([run_id for _, run_id in with_run], CURVE_METRICS)
+    histories = tracker.curves([run_id for _, run_id in with_run], CYCLE_METRICS)
     points = []
     for key, run_id in with_run:
         per_step: dict[int, dict[str, float]] = {}
@@ -67,7 +68,7 @@ def read_results(tracker: Tracker, trials: Iterable[TrialSpec], *, with_curves: 
             for step, value in curve:
                 per_step.setdefault(step, {})[metric] = value
         points.extend({"trial_key": key, "step": step, **values} for step, values in sorted(per_step.items()))
-    curves = pd.DataFrame(points, columns=["trial_key", "step", *CURVE_METRICS])
+    curves = pd.DataFrame(points, columns=["trial_key", "step", *CYCLE_METRICS])
     return Results(table, curves)
 
 

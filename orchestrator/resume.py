@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from orchestrator.tracking import TrialRun
+from orchestrator.tracking import RunStatus, TrialRun
 from workers.specs import ProtocolSpec, TrialSpec
 from workers.trajectory import Checkpoint
 
@@ -26,7 +26,7 @@ def select_trials(trials: Iterable[TrialSpec], existing: dict[str, TrialRun], *,
     for trial in trials:
         previous = existing.get(trial.trial_key)
         done = previous is not None and (
-            previous.status == "FINISHED" or (previous.status == "FAILED" and not rerun_failed))
+            previous.status == RunStatus.FINISHED or (previous.status == RunStatus.FAILED and not rerun_failed))
         if done and not force:
             skipped += 1
             continue
@@ -37,7 +37,7 @@ def select_trials(trials: Iterable[TrialSpec], existing: dict[str, TrialRun], *,
 def unfinished_run(existing: dict[str, TrialRun], trial: TrialSpec) -> str | None:
     """The run id a trial continues (its latest run, unless that one FINISHED)."""
     previous = existing.get(trial.trial_key)
-    if previous is not None and previous.status != "FINISHED":
+    if previous is not None and previous.status != RunStatus.FINISHED:
         return previous.run_id
     return None
 

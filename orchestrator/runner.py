@@ -17,7 +17,7 @@ from orchestrator.grid import Plan
 from orchestrator.ray_runtime import init_ray, sigterm_raises_keyboard_interrupt
 from orchestrator.report.cell_figures import CellFigures
 from orchestrator.resume import select_trials
-from orchestrator.tracking import Tracker
+from orchestrator.tracking import RunStatus, Tracker
 from orchestrator.tracking.base import Lease
 from orchestrator.tracking.writer import TrackingWriter
 from orchestrator.trajectory_stage import INTERRUPT_WRITE_SECONDS, RunSummary, actor_count, run_trajectories
@@ -55,7 +55,7 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     reporter.grid(config.name, len(plan.trials), len(plan.jobs))
     existing = tracker.trial_runs(with_params=False)
     for key in checkpoints.trial_keys():  # a driver killed between a trial's end and this removal
-        if key in existing and existing[key].status == "FINISHED":
+        if key in existing and existing[key].status == RunStatus.FINISHED:
             checkpoints.remove(key)
     todo, summary.skipped = select_trials(plan.trials, existing, force=force, rerun_failed=rerun_failed)
     if force:  # every forced trial gets a new run
@@ -64,7 +64,7 @@ def _run_grid(plan: Plan, tracker: Tracker, reporter: Reporter, checkpoints: Che
     if summary.skipped:
         chosen = {t.trial_key for t in todo}
         failed = sum(1 for t in plan.trials if t.trial_key not in chosen
-                     and t.trial_key in existing and existing[t.trial_key].status == "FAILED")
+                     and t.trial_key in existing and existing[t.trial_key].status == RunStatus.FAILED)
         reporter.skipped(summary.skipped - failed, failed)
     if not todo:
         return summary

@@ -18,7 +18,7 @@ from orchestrator.checkpoints import CheckpointStore
 from orchestrator.report.cell_figures import CellFigures
 from orchestrator.results import summarize
 from orchestrator.resume import unfinished_run, usable_checkpoint
-from orchestrator.tracking import ERROR_TAG, GridHeldError, Tracker, TrialRun, trial_params
+from orchestrator.tracking import ERROR_TAG, GridHeldError, RunStatus, Tracker, TrialRun, trial_params
 from orchestrator.tracking.base import NODE_TAG, WARNING_TAG, Lease, RunRef, RunWrite, masked
 from orchestrator.tracking.writer import TrackingWriter
 from workers.specs import TrialSpec
@@ -170,7 +170,7 @@ class TrialLog:
             write.tags[f"{WARNING_TAG}.learner"] = (
                 f"the learner predicted one class for every test row in "
                 f"{summary['single_class_cycles']:.0f} of {len(self.points['accuracy'])} cycles")
-        write.end = "FINISHED"
+        write.end = RunStatus.FINISHED
         write.retire_others = self.supersedes
         checkpoints, key = self.recording.checkpoints, self.trial.trial_key
         write.after = lambda: checkpoints.remove(key)  # finished: no checkpoint to keep
@@ -180,7 +180,7 @@ class TrialLog:
             self.recording.figures.add(self.trial, self.points[CellFigures.METRIC])
         return summary
 
-    def fail(self, error: str, trace: str, status: str = "FAILED") -> None:
+    def fail(self, error: str, trace: str, status: RunStatus = RunStatus.FAILED) -> None:
         """End the run ``status`` with the error as its tag and the traceback as ``error.txt``;
         the cycles streamed before are written first (their checkpoint is saved)."""
         write = self.flush() or self._write()
@@ -188,11 +188,11 @@ class TrialLog:
         write.error_text = masked(trace or error)
         write.end = status
         self.recording.outbox.append(write)
-        self.closed = status == "FAILED"
+        self.closed = status == RunStatus.FAILED
 
     def interrupt(self) -> None:
         """After Ctrl-C or SIGTERM: write what was streamed, mark the run KILLED (it resumes)."""
-        self.fail(INTERRUPTED, f"{INTERRUPTED}; `albench run` resumes it from its checkpoint", "KILLED")
+        self.fail(INTERRUPTED, f"{INTERRUPTED}; `albench run` resumes it from its checkpoint", RunStatus.KILLED)
 
     @property
     def open(self) -> bool:

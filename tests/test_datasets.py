@@ -173,10 +173,10 @@ def test_default_cache_dir(monkeypatch, tmp_path):
 
 
 def test_every_source_is_registered_and_in_the_schema():
-    assert set(SOURCES) == {"builtin", "file", "huggingface"}
+    assert SOURCES.names() == ["builtin", "file", "huggingface"]
     schema = DatasetSpec.model_json_schema()
     mapping = schema["properties"]["source"]["discriminator"]["mapping"]
-    assert set(mapping) == set(SOURCES)
+    assert set(mapping) == set(SOURCES.names())
     for name, cls in SOURCES.items():
         assert schema["$defs"][cls.__name__]["description"] == cls.__doc__
         assert name in schema["properties"]["source"]["description"]

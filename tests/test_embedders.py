@@ -224,8 +224,8 @@ def test_local_folder_identity_is_pinned(tmp_path: Path) -> None:
 
 def test_every_kind_module_is_registered() -> None:
     package = Path(__file__).resolve().parents[1] / "workers" / "embedders"
-    kind_modules = {type(kind).__module__ for kind in KINDS.values()}
-    assert set(KINDS) == {"tfidf-svd", "glove", "sentence-transformers"}
+    kind_modules = {kind.__module__ for kind in KINDS.values()}
+    assert KINDS.names() == ["glove", "sentence-transformers", "tfidf-svd"]
     assert {m.rsplit(".", 1)[1] for m in kind_modules} == {"tfidf_svd", "glove", "sbert"}
     assert all((package / f"{m.rsplit('.', 1)[1]}.py").is_file() for m in kind_modules)
 

@@ -114,14 +114,14 @@ def test_same_curves_with_one_and_with_two_workers(finished_grid, tmp_path):
 def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid):
     from collections import Counter
 
-    from orchestrator.results import CURVE_METRICS, read_results
+    from orchestrator.results import CYCLE_METRICS, read_results
 
     _, plan, tracker, _, _ = finished_grid
     before = Counter(tracker.client.counts)
     results = read_results(tracker, plan.trials)
     calls = tracker.client.counts - before
     # one bulk query (SQL) or request (server) per metric, not one call per trial
-    assert calls["get_metric_history_bulk"] == len(CURVE_METRICS) and not calls["get_metric_history"], calls
+    assert calls["get_metric_history_bulk"] == len(CYCLE_METRICS) and not calls["get_metric_history"], calls
     trials = results.trials.set_index("trial_key")
     assert list(trials.index) == [t.trial_key for t in plan.trials]
     assert set(trials["status"]) == {"FINISHED"}
@@ -133,7 +133,7 @@ def test_the_results_table_reads_every_trial_and_curve_in_bulk(finished_grid):
         assert row["auc_accuracy"] == runs[trial.trial_key].metrics["auc_accuracy"]
         assert row["param.protocol.query_size"] == "6"
         points = results.curves[results.curves["trial_key"] == trial.trial_key]
-        for metric in CURVE_METRICS:
+        for metric in CYCLE_METRICS:
             expected = tracker.curve(runs[trial.trial_key].run_id, metric)
             assert list(zip(points["step"], points[metric], strict=True)) == expected, metric
 

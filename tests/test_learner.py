@@ -7,10 +7,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 
-from workers.learners import KINDS, make_learner
+from workers.learners import LEARNERS, make_learner
 from workers.learners.logistic import LogisticRegressionLearner
+from workers.learners.mlp import MLPSpec
 from workers.metrics import accuracy, macro_f1, normalized_auc
-from workers.specs import LogisticRegressionSpec, MLPSpec
+from workers.specs import LogisticRegressionSpec
 
 
 def fixed(n_classes: int, x: np.ndarray, C: float = 1.0) -> LogisticRegressionLearner:
@@ -84,7 +85,7 @@ def _pool(n=400, d=10, classes=4, seed=0):
 def test_every_learner_kind_keeps_the_contract(spec):
     """All C columns (an unseen class gets probability 0), rows summing to one, one labelled
     class predicted everywhere, deterministic for a seed, and better than chance."""
-    assert set(KINDS) == {"logistic_regression", "mlp"}
+    assert LEARNERS.names() == ["logistic_regression", "mlp"]
     x, y = _pool()
     seen = y < 3  # class 3 unlabelled
     rows = np.flatnonzero(seen)[:120]

@@ -8,6 +8,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from workers.embedding import EmbeddingJob
+from workers.specs import EmbedderSpec
 from workers.store import EmbeddingStore, StoreCorruptionError, _checksum, embedding_key
 
 META = {"model": "m", "normalize": True, "dataset_fingerprint": "f", "albench_version": "t"}
@@ -169,3 +171,44 @@ def test_stable_hash_is_pinned():
     assert stable_hash({"b": [1, "\u00e9"], "a": Path("/x")}) == (
         "4e812623d405005ae89c5cf8d87932607b754830d8ee86f880ccd2510d27460d"
     )
+
+
+def _job(identity: str) -> EmbeddingJob:
+    return EmbeddingJob("ds", EmbedderSpec(name="emb", model="tfidf-svd"), "k" * 64, identity, "f")
+
+
+def test_find_looks_in_every_precision_auto_may_have_resolved_to(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    auto = _job('{"settings":{"precision":"auto"}}')
+    key = auto.store_key("bfloat16")
+    assert store.find(auto) is None and key != "k" * 64
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        store.write("ds", "emb", key, split, rng.normal(size=(5, 4)).astype(np.float32), np.arange(5), META)
+    assert store.find(auto) == key
+    assert store.find(_job('{"settings":{"precision":"float32"}}')) is None  # its key is "k" * 64
+
+
+def test_a_file_of_another_entry_is_named_as_such_not_as_a_row_count(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    path, _, _ = _write(store)
+    other = store.path("ds", "emb", "o" * 64, "train")
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(StoreCorruptionError, match=r"the file is the entry k{16}'s, not o{16}'s"):
+        store.read("ds", "emb", "o" * 64, "train")
+
+
+def test_verified_says_whether_the_rows_or_the_labels_differ_from_the_dataset(tmp_path):
+    store = EmbeddingStore(tmp_path)
+    _, _, y_train = _write(store, "train")
+    _, _, y_test = _write(store, "test", n=20, seed=1)
+    job = _job("{}")
+    tables, problems = store.verified(job, "k" * 64, {"train": y_train, "test": y_test})
+    assert set(tables) == {"train", "test"} and problems == []
+    relabelled = y_train.copy()
+    relabelled[:3] = (relabelled[:3] + 1) % 3
+    _, problems = store.verified(job, "k" * 64, {"train": relabelled, "test": y_test[:10]})
+    assert problems[0].endswith("train: the labels of 3 of 50 rows differ from the dataset's (another "
+                                "version of the dataset)")
+    assert problems[1].endswith("test: 20 rows, the dataset's test split has 10")

@@ -1,4 +1,5 @@
-"""Tracking backends: found by module name, each implementing the whole ``Tracker`` protocol."""
+"""Tracking backends: registered in ``BACKENDS``, each implementing the whole ``Tracker`` protocol
+(what the driver writes, what status and the report read, the lease)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,27 @@ from pathlib import Path
 import pytest
 
 from orchestrator.config import ConfigError, parse_config
-from orchestrator.tracking import backend_names, open_tracker
-from orchestrator.tracking.base import Tracker
+from orchestrator.tracking import BACKENDS, open_tracker
+from orchestrator.tracking.base import LeaseKeeper, RunReader, RunWriter, Tracker
 from tests.conftest import tiny_config
 
-PROTOCOL_METHODS = sorted(name for name, member in vars(Tracker).items()
+PROTOCOL_METHODS = sorted(name for part in (RunReader, RunWriter, LeaseKeeper, Tracker)
+                          for name, member in vars(part).items()
                           if callable(member) and not name.startswith("_"))
 
 
 def test_the_mlflow_backend_is_found_and_is_the_default():
-    assert "mlflow" in backend_names()
+    assert "mlflow" in BACKENDS.names()
     assert parse_config(tiny_config_for_schema()).tracking.backend == "mlflow"
 
 
-@pytest.mark.parametrize("backend", backend_names())
+def test_the_three_parts_are_the_whole_protocol_and_do_not_overlap():
+    parts = [{n for n in vars(p) if not n.startswith("_")} for p in (RunReader, RunWriter, LeaseKeeper)]
+    assert not (parts[0] & parts[1]) and not (parts[1] & parts[2]) and not (parts[0] & parts[2])
+    assert {"apply", "log_stage", "publish_report"} <= parts[1] and {"lease", "lease_holder"} == parts[2]
+
+
+@pytest.mark.parametrize("backend", BACKENDS.names())
 def test_every_backend_implements_the_protocol(backend, tmp_path):
     tracker = open_tracker(f"sqlite:///{tmp_path / 'm.db'}", "protocol-check", backend)
     assert isinstance(tracker.uri, str)
@@ -33,6 +41,7 @@ def test_every_backend_implements_the_protocol(backend, tmp_path):
         assert list(inspect.signature(method).parameters)[: len(wanted)] == wanted, name
     assert tracker.trial_runs() == {} and tracker.all_trial_runs() == []
     assert tracker.curves([], ["accuracy"]) == {}
+    assert tracker.exists and tracker.ui_link("http://ui") is not None
 
 
 def test_an_unknown_backend_is_a_config_error_naming_the_field():

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
+from workers.learners.mlp import MLPSpec
 from workers.specs import (
     LogisticRegressionSpec,
-    MLPSpec,
     ProtocolSpec,
     StrategySpec,
     TrialSpec,

@@ -18,9 +18,8 @@ import numpy as np
 
 from workers.datasets import TextDataset
 from workers.embedders import load_embedder
-from workers.hashing import content_hash
 from workers.specs import EmbedderSpec
-from workers.store import EmbeddingStore
+from workers.store import EmbeddingStore, store_key
 
 DEFAULT_SHARD_ROWS = 20_000
 """Rows per store shard: a killed job loses at most one shard of work."""
@@ -46,9 +45,7 @@ class EmbeddingJob:
         """The store address: ``key`` where the identity names its precision, else ``key`` with
         the precision 'auto' resolved to on the device (fp32 and bf16 vectors never share one).
         The trial key keeps ``key``."""
-        if '"precision":"auto"' not in self.identity:
-            return self.key
-        return content_hash(self.key, ":precision=", precision)
+        return store_key(self.key, self.identity, precision)
 
 
 def pick_device() -> str:

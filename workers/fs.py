@@ -37,6 +37,44 @@ STORE_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AW
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
+class PathError(ValueError):
+    """A path of the config that cannot be resolved; the message names the field and the fix."""
+
+
+_VARIABLE = re.compile(r"\$(\$|\w+|\{([^}]*)\})")
+
+
+def expand(value: Path | str | None, field: str) -> Path | str | None:
+    """``value`` with ``$VAR`` and ``${VAR}`` replaced by the environment's values (the type
+    kept; ``$$`` is a literal ``$``); an unset (or malformed) variable is a ``PathError`` naming
+    ``field``."""
+    if value is None or "$" not in str(value):
+        return value
+
+    def one(match: re.Match) -> str:
+        if match.group(1) == "$":
+            return "$"  # $$: a literal dollar sign
+        name = match.group(2) if match.group(2) is not None else match.group(1)
+        if not re.fullmatch(r"[A-Za-z_]\w*", name) or name not in os.environ:
+            raise PathError(
+                f"{field}: {str(value)!r} uses the environment variable {match.group(0)}, which is "
+                + ("not a variable name" if not re.fullmatch(r"[A-Za-z_]\w*", name) else "not set")
+                + f"; fix: set it (export {name or 'NAME'}=...) or write the path out in {field}")
+        return os.environ[name]
+    expanded = _VARIABLE.sub(one, str(value))
+    return Path(expanded) if isinstance(value, Path) else expanded
+
+
+def absolute_path(path: Path | str | None, base: Path, field: str) -> Path | str | None:
+    """``path`` expanded (``$VAR``, ``~``) and, when relative, taken from ``base``; an
+    object-store URI and None stay as they are."""
+    path = expand(path, field)
+    if path is None or is_remote(path):
+        return path
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else Path(base) / path
+
+
 def is_remote(where: str | os.PathLike) -> bool:
     """True for a URI of an object store (any ``scheme://`` but ``file://``)."""
     match = _SCHEME.match(str(where)) if isinstance(where, str) else None

@@ -8,12 +8,20 @@ in ``workers.datasets``; importing them from here still works (they are looked u
 
 from __future__ import annotations
 
+import importlib
 import json
-from typing import Annotated, Any, Literal
+import pkgutil
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
+from strategies.base import Need
+from strategies.registry import PluginRefused, Registry
 from workers.hashing import content_hash
+
+if TYPE_CHECKING:
+    from workers.learners.base import Learner
 
 Name = Annotated[
     str,
@@ -33,9 +41,6 @@ class Spec(BaseModel):
 
 
 # --------------------------------------------------------------------------------- embedders
-
-
-ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
 
 
 class ModelKwargs(Spec):
@@ -231,7 +236,44 @@ class ProtocolSpec(Spec):
         return self.initial_pool_size + self.n_cycles * self.query_size
 
 
-class LogisticRegressionSpec(Spec):
+class LearnerKind(Spec):
+    """Base of the learner specs. A subclass with ``type: Literal["<name>"] = "<name>"`` is the
+    learner ``<name>`` (registered in ``LEARNERS`` when defined; another package's through the
+    entry-point group ``albench.learners``): its fields are the config's ``learner:`` block, it
+    says which strategy inputs it provides (``provides``) and builds its ``Learner``."""
+
+    provides: ClassVar[frozenset[Need]] = frozenset({Need.PROBABILITIES})
+    """What strategies may ask of it: class probabilities always; ``Need.HEAD`` when its head is
+    linear (weights and bias), as dropquery and alfamix need."""
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "type" in cls.model_fields:
+            LEARNERS.add_builtin(cls.model_fields["type"].default, cls)
+
+    @property
+    def standardized(self) -> bool:
+        """Whether features are standardised with the pool's statistics (``PoolScaler``)."""
+        return bool(getattr(self, "standardize", False))
+
+    def build(self, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
+        """The learner of this spec for one trajectory over ``pool`` (its embeddings), seeded."""
+        raise NotImplementedError
+
+
+def _check_learner(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, LearnerKind)):
+        raise PluginRefused(f"{cls!r} is not a LearnerKind subclass (workers.specs)")
+    if "type" not in cls.model_fields or cls.model_fields["type"].default != name:
+        raise PluginRefused(f"{cls.__name__} must declare type: Literal[{name!r}] = {name!r}")
+
+
+LEARNERS: Registry[type[LearnerKind]] = Registry("learner", "albench.learners", _check_learner)
+"""Learner specs by their ``type``."""
+
+
+class LogisticRegressionSpec(LearnerKind):
     """Multinomial logistic regression on the frozen embeddings, retrained every cycle.
 
     The default (``C: auto``) chooses its regularisation from the labelled rows alone: every C
@@ -275,29 +317,27 @@ class LogisticRegressionSpec(Spec):
             raise ValueError("C must be a positive number or auto")
         return value
 
+    provides = frozenset({Need.PROBABILITIES, Need.HEAD})
+
     @property
     def tuned(self) -> bool:
         return self.C == "auto"
 
-    @property
-    def standardized(self) -> bool:
-        return self.standardize
+    def build(self, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
+        from workers.learners.logistic import LogisticRegressionLearner
+
+        return LogisticRegressionLearner(self, n_classes, pool, seed)
 
 
-class MLPSpec(Spec):
-    """A small MLP head on the frozen embeddings (scikit-learn, CPU, seeded by the trial): a
-    check that a finding is not an artefact of the linear head. Strategies that need a linear
-    head (dropquery, alfamix) do not take it."""
+def _discover_learners() -> None:
+    """Import every module of ``workers.learners``: albench's own learner specs register
+    themselves (a new one is a module there); the plug-ins' come from their entry points."""
+    package = importlib.import_module("workers.learners")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{package.__name__}.{module.name}")
 
-    type: Literal["mlp"] = Field("mlp", description="The learner: one hidden ReLU layer.")
-    hidden: int = Field(256, ge=2, le=8192, description="Hidden units.")
-    alpha: float = Field(1e-3, ge=0, description="L2 penalty.")
-    max_iter: int = Field(300, ge=10, description="Adam epochs at most.")
-    standardize: bool = Field(True, description="Standardise features with the pool's statistics.")
 
-    @property
-    def standardized(self) -> bool:
-        return self.standardize
+_discover_learners()
 
 
 def _learner_type(value: Any) -> str:
@@ -307,10 +347,10 @@ def _learner_type(value: Any) -> str:
 
 
 LearnerSpec = Annotated[
-    Annotated[LogisticRegressionSpec, Tag("logistic_regression")] | Annotated[MLPSpec, Tag("mlp")],
+    Union[tuple(Annotated[cls, Tag(name)] for name, cls in LEARNERS.items())],  # noqa: UP007
     Discriminator(_learner_type),
 ]
-"""The learner of a grid: ``type: logistic_regression`` (default) or ``type: mlp``."""
+"""The learner of a grid: ``type: logistic_regression`` (default), ``type: mlp`` or a plug-in's."""
 
 
 # ------------------------------------------------------------------------------------ trials
@@ -330,10 +370,16 @@ class TrialSpec(Spec):
     protocol: ProtocolSpec
     learner: LearnerSpec
     device: str = Field("cpu", description="Where strategy kernels run (cpu or cuda).")
+    plugins: dict[str, str] = Field(
+        default_factory=dict, description="The plug-ins the trial uses ('<kind>.<name>' -> "
+        "'<package>==<version>'): their code decides the curve. Empty when it uses only albench's.")
 
     def key_payload(self) -> dict[str, Any]:
-        """What the trial key hashes: everything that changes the curve, no display names."""
+        """What the trial key hashes: everything that changes the curve, no display names (a
+        trial of built-ins only hashes no ``plugins``: its key is that of albench before)."""
         payload = self.model_dump(mode="json", exclude={"dataset", "embedder", "device"})
+        if not payload["plugins"]:
+            del payload["plugins"]
         payload["result_version"] = RESULT_VERSION
         return payload
 

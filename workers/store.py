@@ -33,6 +33,23 @@ from workers.hashing import content_hash
 SPLITS = ("train", "test")
 FORMAT_VERSION = "1"
 _META_KEY = b"albench"
+PRECISIONS = ("float32", "bfloat16", "float16")
+"""The precisions an embedder's ``precision: auto`` can resolve to (its entries' keys differ)."""
+_AUTO = '"precision":"auto"'
+"""How an identity whose precision is resolved on the device reads (``identity_json``)."""
+
+
+def resolves_precision(identity: str) -> bool:
+    """Whether the vectors of ``identity`` are computed in the precision ``auto`` resolves to
+    on the device (so the entry's key names that precision)."""
+    return _AUTO in identity
+
+
+def store_key(key: str, identity: str, precision: str) -> str:
+    """The store address of an entry: ``key`` where the identity names its precision, else ``key``
+    with the precision ``auto`` resolved to (fp32 and bf16 vectors never share one). The trial
+    key keeps ``key``."""
+    return content_hash(key, ":precision=", precision) if resolves_precision(identity) else key
 
 
 class StoreCorruptionError(RuntimeError):
@@ -261,7 +278,10 @@ class EmbeddingStore:
         )
         if not table.schema.remove_metadata().equals(expected):
             raise StoreCorruptionError(f"{path}: schema {table.schema} is not the store's")
-        if table.num_rows != meta["rows"] or meta["key"] != key:
+        if meta["key"] != key:
+            raise StoreCorruptionError(f"{path}: the file is the entry {meta['key'][:16]}'s, not "
+                                       f"{key[:16]}'s (a file copied or moved between entries)")
+        if table.num_rows != meta["rows"]:
             raise StoreCorruptionError(f"{path}: {table.num_rows} rows, metadata says {meta['rows']}")
         row_ids = table.column("row_id").to_numpy()
         labels = table.column("label").to_numpy()
@@ -270,6 +290,56 @@ class EmbeddingStore:
         if _checksum(row_ids, labels, embeddings) != meta["checksum"]:
             raise StoreCorruptionError(f"{path}: checksum mismatch, the file was altered")
         return EmbeddingTable(row_ids, labels, embeddings, meta)
+
+    # ------------------------------------------------------------------- an entry of a job
+    # ``job``: an ``EmbeddingJob`` (dataset_name, embedder.name, store_key(precision)).
+
+    def find(self, job) -> str | None:
+        """The key under which ``job``'s vectors are stored, in whichever precision, or None."""
+        for precision in PRECISIONS:
+            key = job.store_key(precision)
+            if self.has(job.dataset_name, job.embedder.name, key):
+                return key
+        return None
+
+    def verified(self, job, key: str, labels: dict[str, np.ndarray] | None) -> tuple[dict, list[str]]:
+        """Both splits of ``job``'s entry ``key``, each read and verified (``read``) and checked
+        against the dataset it claims to embed (``labels``: split -> the dataset's labels; None:
+        not checked), and the splits' dimensions against each other: (tables by split, one
+        message per problem, naming what mismatched)."""
+        tables, problems = {}, []
+        for split in SPLITS:
+            path = self.directory(job.dataset_name, job.embedder.name, key) / split
+            try:
+                table = self.read(job.dataset_name, job.embedder.name, key, split)
+            except StoreCorruptionError as exc:
+                problems.append(str(exc))
+                continue
+            wanted = None if labels is None else labels[split]
+            if wanted is not None and len(table) != len(wanted):
+                problems.append(f"{path}: {len(table)} rows, the dataset's {split} split has {len(wanted)}")
+            elif wanted is not None and not np.array_equal(table.labels, wanted):
+                differ = int(np.count_nonzero(table.labels != wanted))
+                problems.append(f"{path}: the labels of {differ} of {len(table)} rows differ from the "
+                                f"dataset's (another version of the dataset)")
+            else:
+                tables[split] = table
+        if len(tables) == len(SPLITS) and len({t.embeddings.shape[1] for t in tables.values()}) > 1:
+            problems.append(f"{job.dataset_name} x {job.embedder.name}: the splits' dimensions differ "
+                            f"({', '.join(f'{s} {t.embeddings.shape[1]}' for s, t in tables.items())})")
+        return tables, problems
+
+    def clear_partial(self, job, precision: str) -> None:
+        """Before computing ``job`` in ``precision``: remove the split files of an old-layout half
+        entry and the temporaries of a killed write; shards that verify stay (the job resumes
+        after them)."""
+        key = job.store_key(precision)
+        for split in SPLITS:
+            self.path(job.dataset_name, job.embedder.name, key, split).unlink(missing_ok=True)
+        directory = self.directory(job.dataset_name, job.embedder.name, key)
+        if directory.is_dir():
+            for leftover in directory.rglob(".*.tmp"):
+                leftover.unlink(missing_ok=True)
 
     def remove(self, dataset: str, embedder: str, key: str) -> None:
         """Delete every split (files, shards, manifest) of one entry (to recompute a damaged one)."""

@@ -28,8 +28,6 @@ from orchestrator.report.quality import CACHE_NAME, measure
 from orchestrator.tracking.base import masked
 from workers.files import atomic_write
 
-OUTPUTS = ("index.html", "results.parquet", "curves.parquet", "schema.json", "README.md", "stats.json", "figures")
-
 
 def default_report_dir(config, base: str | Path = ".") -> Path:
     """``<base>/reports/<config name>`` (the name made safe for a folder)."""

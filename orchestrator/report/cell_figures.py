@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from orchestrator.report.curve_band import LEVEL, draw, t_band
+from orchestrator.results import RANDOM
 from orchestrator.threads import DaemonPool
 from orchestrator.tracking import Tracker, TrialRun
 from workers.specs import TrialSpec
@@ -35,7 +36,6 @@ FIGURE_NAME = "curves.png"
 REFRESH_SECONDS = 60.0
 """A running cell's figure is drawn at most this often (a finished cell's at once)."""
 METRIC = "accuracy"
-RANDOM = "random"
 
 Cell = tuple[str, str]
 """(dataset, embedder)."""

@@ -15,11 +15,9 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.stats import auc_family
-from orchestrator.results import KEY_COLUMNS, read_results
+from orchestrator.results import KEY_COLUMNS, RANDOM, read_results
 
 CELL = ["dataset", "embedder", "initial_pool", "strategy"]
-PROBLEM = ["dataset", "embedder"]
-RANDOM = "random"
 FAMILY_METRICS = ("accuracy", "macro_f1")
 """Curves whose AUC family (full, early, late, final) is computed per trial."""
 

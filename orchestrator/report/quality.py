@@ -31,7 +31,6 @@ from workers.files import atomic_write
 from workers.specs import RESULT_VERSION
 from workers.store import EmbeddingStore, StoreCorruptionError
 
-PRECISIONS = ("float32", "bfloat16", "float16")
 CACHE_NAME = "quality.json"
 MEASURES_VERSION = 2
 """Bumped when a measure changes: older cache entries are not reused."""
@@ -40,15 +39,6 @@ FEW_SHOT_DRAWS = 10
 SPECTRUM_ROWS = 2000
 COLUMNS = ["dataset", "embedder", "quality", "accuracy", "majority", "rank_in_dataset", "few_shot", "rankme",
            "alpha_req", "train_rows", "test_rows", "store_key", "cached"]
-
-
-def stored_key(store: EmbeddingStore, job) -> str | None:
-    """The store key under which ``job``'s vectors are stored (any precision), or None."""
-    for precision in PRECISIONS:
-        key = job.store_key(precision)
-        if store.has(job.dataset_name, job.embedder.name, key):
-            return key
-    return None
 
 
 def cache_key(dataset: str, embedder: str, store_key: str, learner_json: str) -> str:
@@ -119,7 +109,7 @@ def measure(jobs, learner_spec, store_root: str | Path, cache_path: Path) -> tup
     learner_json = json.dumps(learner_spec.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
     rows, messages, changed = [], [], False
     for job in jobs:
-        key = stored_key(store, job)
+        key = store.find(job)
         if key is None:
             messages.append(f"{job.dataset_name} / {job.embedder.name}: embeddings not in the store "
                             f"({store_root}); `albench embed CONFIG` computes them")

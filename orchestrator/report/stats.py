@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from orchestrator.results import PROBLEM
 from workers.metrics import normalized_auc
 
 LEVEL = 0.95
-PROBLEM = ["dataset", "embedder"]
 
 
 def auc_family(steps, values, early_cycles: int | None = None) -> dict[str, float]:

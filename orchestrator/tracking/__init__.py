@@ -1,16 +1,18 @@
-"""Tracking backends behind one protocol (``Tracker``, in ``base``), found by module name.
+"""Tracking backends behind one protocol (``Tracker``, in ``base``), registered in ``BACKENDS``.
 
-A backend is one module of this package named ``<name>_backend`` with a function
-``open_backend(uri, experiment) -> Tracker``: adding one takes that module and its test, and
-``tracking.backend: <name>`` in a config chooses it (default ``mlflow``). Backends are found
-without importing them, and only the chosen one is imported, when ``open_tracker`` is called.
+A backend is a class built as ``cls(uri, experiment, create)`` (see ``base.Tracker``): albench's
+own are modules ``<name>_backend`` of this package naming theirs ``BACKEND`` (``mlflow``);
+another package adds one through the entry-point group ``albench.tracking``,
+and ``tracking.backend: <name>`` in a config chooses it (default ``mlflow``). Only the chosen
+one is imported, when ``open_tracker`` is called.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import pkgutil
+
+from strategies.registry import Registry
 
 # Set before any backend imports MLflow (MLflow starts its telemetry client when imported):
 # MLflow prints two "View run" lines per ended run against a server, thousands of lines in the
@@ -26,6 +28,7 @@ from orchestrator.tracking.base import (
     KIND_TAG,
     TRIAL_KEY_TAG,
     GridHeldError,
+    RunStatus,
     Tracker,
     TrackingURIError,
     TrialRun,
@@ -34,13 +37,10 @@ from orchestrator.tracking.base import (
     trial_params,
 )
 
-_SUFFIX = "_backend"
-
-
-def backend_names() -> list[str]:
-    """Every backend this package provides (``<name>_backend`` modules)."""
-    return sorted(m.name.removesuffix(_SUFFIX) for m in pkgutil.iter_modules(__path__)
-                  if m.name.endswith(_SUFFIX))
+BACKENDS: Registry[type[Tracker]] = Registry("tracking backend", "albench.tracking")
+for _module in pkgutil.iter_modules(__path__):  # albench's own: <name>_backend modules, imported when chosen
+    if _module.name.endswith("_backend"):
+        BACKENDS.lazy(_module.name.removesuffix("_backend"), f"{__name__}.{_module.name}:BACKEND")
 
 
 def open_tracker(uri: str, experiment: str, backend: str = "mlflow", *, create: bool = True) -> Tracker:
@@ -50,22 +50,20 @@ def open_tracker(uri: str, experiment: str, backend: str = "mlflow", *, create: 
     A URI the backend cannot use raises ``TrackingURIError`` (a ValueError naming
     ``tracking.uri`` and the fix) before anything is created.
     """
-    if backend not in backend_names():
-        raise ValueError(f"unknown tracking backend {backend!r}; valid: {', '.join(backend_names())}")
-    module = importlib.import_module(f"{__name__}.{backend}{_SUFFIX}")
-    return module.open_backend(uri, experiment, create)
+    return BACKENDS.get(backend)(uri, experiment, create)
 
 
 __all__ = [
+    "BACKENDS",
     "ERROR_TAG",
     "GROUP_TAG",
     "KIND_TAG",
     "TRIAL_KEY_TAG",
     "GridHeldError",
+    "RunStatus",
     "Tracker",
     "TrackingURIError",
     "TrialRun",
-    "backend_names",
     "best_runs",
     "masked",
     "open_tracker",

@@ -1,13 +1,17 @@
-"""What the driver needs from a tracking backend: the ``Tracker`` protocol and its records.
+"""What albench needs from a tracking backend, in three parts: ``RunWriter`` (what the driver
+writes), ``RunReader`` (what ``status``, resume and the report read) and ``LeaseKeeper`` (one
+driver per grid); a backend's tracker is all three (``Tracker``). Also its records.
 
 The driver is the only writer. A backend keeps one experiment per config, one run per trial
 (tagged with its ``trial_key``) and per-cycle metrics with ``step`` = number of labelled rows.
-Every backend is a module of this package that registers a factory with ``register_backend``
-(see ``orchestrator/tracking/__init__.py``); ``tracking.backend`` in a config picks one.
+A backend is a class registered in ``orchestrator.tracking.BACKENDS`` (another package's through
+the entry-point group ``albench.tracking``), built as ``cls(uri, experiment, create)``;
+``tracking.backend`` in a config picks one.
 """
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -69,6 +73,18 @@ class Lease(Protocol):
         ...
 
 
+class RunStatus(str, enum.Enum):
+    """The status of a run, as every backend records it (MLflow's names)."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 Curve = list[tuple[int, float]]
 """(step, value) points, ascending by step."""
 
@@ -78,7 +94,7 @@ class TrialRun:
     """What the backend knows about one run of a trial key."""
 
     run_id: str
-    status: str
+    status: RunStatus
     trial_key: str
     tags: dict
     metrics: dict
@@ -88,7 +104,7 @@ class TrialRun:
 
     def rank(self) -> tuple:
         """Order of preference among runs of one key: FINISHED first, then the latest started."""
-        return (self.status == "FINISHED", self.start_time or 0, self.end_time or 0, self.run_id)
+        return (self.status == RunStatus.FINISHED, self.start_time or 0, self.end_time or 0, self.run_id)
 
 
 @dataclass
@@ -120,7 +136,7 @@ class RunWrite:
     params: dict[str, str] = field(default_factory=dict)
     metrics: list[tuple[str, float, int]] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
-    end: str | None = None
+    end: RunStatus | None = None
     error_text: str | None = None
     retire_others: bool = False
     timestamp: int = 0
@@ -157,15 +173,20 @@ def trial_params(trial: TrialSpec) -> dict[str, str]:
     params.update({f"learner.{k}": v for k, v in trial.learner.model_dump().items()})
     params.update({f"strategy.{k}": v for k, v in trial.strategy.params.items()})
     params.update({f"initial_pool.{k}": v for k, v in trial.initial_pool.params.items()})
+    params.update({f"plugin.{k}": v for k, v in trial.plugins.items()})
     return {k: str(v) for k, v in params.items()}
 
 
-class Tracker(Protocol):
-    """The runs of one experiment, as the driver writes and reads them."""
+class RunReader(Protocol):
+    """The runs of one experiment as ``status``, resume and the report read them."""
 
     uri: str
 
-    # reading
+    @property
+    def exists(self) -> bool:
+        """Whether the experiment exists in the store (a read-only command creates nothing)."""
+        ...
+
     def all_trial_runs(self, trial_key: str | None = None, *, with_params: bool = True) -> list[TrialRun]:
         """Every live run of the experiment that carries a trial key (or of one key), in bulk;
         ``with_params=False`` leaves the params out (``TrialRun.params`` None)."""
@@ -183,14 +204,27 @@ class Tracker(Protocol):
         """run id -> metric -> points, for many runs at once (bulk where the backend can)."""
         ...
 
+    def ui_link(self, ui: str) -> str | None:
+        """The page of the experiment's runs in the backend's UI served at ``ui`` (a base
+        address), or None (no experiment yet, or no UI)."""
+        ...
+
+
+class LeaseKeeper(Protocol):
+    """One driver per grid, kept in the tracking store."""
+
+    def lease(self) -> Lease:
+        """The grid's lease for this driver (not yet taken)."""
+        ...
+
     def lease_holder(self) -> str | None:
         """The driver holding the grid's lease right now (host:pid:start), or None."""
         ...
 
-    # writing
-    def lease(self) -> Lease:
-        """The grid's lease for this driver (not yet taken)."""
-        ...
+
+class RunWriter(Protocol):
+    """What the driver writes: trial runs (through ``orchestrator.tracking.writer``), stage
+    runs, and artifacts (files beside the runs, not in the run tables)."""
 
     concurrency: int
     """Writes the backend takes at once: 1 for a database file (one writer), more for a server."""
@@ -210,7 +244,6 @@ class Tracker(Protocol):
         ``started`` (epoch seconds; default now) to now; its id."""
         ...
 
-    # artifacts (files beside the runs, not in the run tables)
     def publish_report(self, folder: Path) -> str:
         """Log the files of ``folder`` (a built report) as the artifacts of the experiment's one
         report run (``KIND_TAG`` = ``REPORT_KIND``, no trial key), created on first use and
@@ -221,4 +254,16 @@ class Tracker(Protocol):
         """Attach ``image`` to the run grouping the (dataset, embedder) cell, under its file
         name, replacing the earlier file of that name; False (nothing done) while that run does
         not exist yet (the writer creates it, with the cell's first trial)."""
+        ...
+
+
+class Tracker(RunReader, RunWriter, LeaseKeeper, Protocol):
+    """A backend's tracker for one experiment: ``cls(uri, experiment, create)`` of a registered
+    backend class. ``create=False`` (read-only commands): a missing store or experiment reads
+    as empty and is not created; a URI it cannot use raises ``TrackingURIError``."""
+
+    @staticmethod
+    def check(uri: str) -> None:
+        """Raise ``TrackingURIError`` for a URI this backend cannot use (a quick check, before
+        any work; nothing is created)."""
         ...

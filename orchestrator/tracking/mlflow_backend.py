@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from orchestrator.tracking.base import (
     REPORT_KIND,
     TRIAL_KEY_TAG,
     Curve,
+    RunStatus,
     RunWrite,
     TrackingURIError,
     TrialRun,
@@ -41,6 +41,7 @@ from orchestrator.tracking.mlflow_curves import read_curves
 from orchestrator.tracking.mlflow_lease import MlflowLease, live_holder
 from orchestrator.tracking.mlflow_rest import ClientRuns, RestRuns, for_store
 from orchestrator.tracking.mlflow_uri import (
+    LockRetryingClient,
     check_uri,
     creation_lock,
     read_only_problem,
@@ -71,45 +72,9 @@ def experiment_url(ui: str, experiment_id: str) -> str:
     return f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
 
 
-class _LockRetryingClient:
-    """An MlflowClient whose calls are retried when SQLite says "database is locked".
-
-    The driver is the only writer, but readers (``albench status``, the MLflow UI, a script)
-    can hold the file long enough for a write to give up. Each MLflow write is one SQL
-    transaction, rolled back on that error, so trying it again cannot log anything twice.
-    """
-
-    DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
-
-    def __init__(self, client: MlflowClient) -> None:
-        self._client = client
-        self._counting = threading.Lock()
-        self.counts: Counter[str] = Counter()
-        """MLflow calls made, by name (a retry is the same call); read by ``bench/tracking.py``."""
-
-    def __getattr__(self, name: str):
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-        return self.retrying(attribute)
-
-    def retrying(self, function):
-        def call(*args, **kwargs):
-            with self._counting:
-                self.counts[function.__name__] += 1
-            for delay in (*self.DELAYS, None):
-                try:
-                    return function(*args, **kwargs)
-                except Exception as exc:
-                    if delay is None or "database is locked" not in str(exc):
-                        raise
-                    time.sleep(delay)
-
-        return call
-
-
 class MlflowTracker:
-    """Writes and reads the runs of one MLflow experiment (implements ``Tracker``)."""
+    """Writes and reads the runs of one MLflow experiment (implements ``Tracker``): the backend
+    ``mlflow``."""
 
     def __init__(self, uri: str, experiment: str, create: bool = True) -> None:
         """``create=False`` (read-only commands): a missing store or experiment is read as empty
@@ -129,7 +94,7 @@ class MlflowTracker:
         self._artifact_location = ""
         self.bulk = False
         """Write and read through ``mlflow_sql`` (SQLite, PostgreSQL), not call by call."""
-        self.client = _LockRetryingClient(None)
+        self.client = LockRetryingClient(None)
         self.rest: RestRuns | None = None
         """Trial writes as plain REST calls (an MLflow server; ``mlflow_rest``), else the client."""
         if not create and not store_exists(uri):
@@ -155,6 +120,16 @@ class MlflowTracker:
             raise TrackingURIError(
                 f"tracking.uri: MLflow cannot open {masked(uri)!r} ({reason}); fix: what MLflow says "
                 "above, or name another tracking store") from None
+
+    check = staticmethod(check_uri)
+
+    @property
+    def exists(self) -> bool:
+        return self.experiment_id is not None
+
+    def ui_link(self, ui: str) -> str | None:
+        """The runs view of the experiment, not MLflow 3's GenAI overview."""
+        return experiment_url(ui, self.experiment_id) if self.exists else None
 
     def _create_experiment(self, name: str) -> str:
         try:
@@ -194,7 +169,7 @@ class MlflowTracker:
         if self.bulk:
             rows = self.client.retrying(mlflow_sql.read_runs)(self.store, self.experiment_id, TRIAL_KEY_TAG,
                                                               trial_key, with_params=with_params)
-            return [TrialRun(r["run_id"], r["status"], r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
+            return [TrialRun(r["run_id"], RunStatus(r["status"]), r["tags"][TRIAL_KEY_TAG], r["tags"], r["metrics"],
                              r["start_time"] or 0, r["end_time"] or 0, r["params"]) for r in rows]
         filter_string = (f"tags.`{TRIAL_KEY_TAG}` = '{trial_key}'" if trial_key is not None
                          else f"tags.`{TRIAL_KEY_TAG}` != ''")
@@ -204,7 +179,7 @@ class MlflowTracker:
             page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
                                            max_results=SEARCH_PAGE, page_token=token)
             for run in page:
-                found.append(TrialRun(run.info.run_id, run.info.status, run.data.tags[TRIAL_KEY_TAG],
+                found.append(TrialRun(run.info.run_id, RunStatus(run.info.status), run.data.tags[TRIAL_KEY_TAG],
                                       run.data.tags, run.data.metrics, run.info.start_time or 0,
                                       run.info.end_time or 0, run.data.params if with_params else None))
             token = page.token
@@ -252,8 +227,8 @@ class MlflowTracker:
         )
         if found:
             run_id = found[0].info.run_id
-            if found[0].info.status != "FINISHED":  # a driver died between the two calls below
-                self.client.set_terminated(run_id, "FINISHED")
+            if found[0].info.status != RunStatus.FINISHED:  # a driver died between the two calls below
+                self.client.set_terminated(run_id, RunStatus.FINISHED.value)
             self._parent_ends[run_id] = found[0].info.end_time or 0
         else:
             run = self.client.create_run(
@@ -261,7 +236,7 @@ class MlflowTracker:
                 tags={GROUP_TAG: group, "dataset": dataset, "embedder": embedder},
             )
             run_id = run.info.run_id
-            self.client.set_terminated(run_id, "FINISHED", end_time=start or None)
+            self.client.set_terminated(run_id, RunStatus.FINISHED.value, end_time=start or None)
             self._parent_ends[run_id] = start or 0
         return run_id
 
@@ -295,7 +270,7 @@ class MlflowTracker:
         for write in writes:
             if write.error_text is not None:
                 self.client.log_text(write.ref.run_id, write.error_text, "error.txt")
-            if write.retire_others and write.end == "FINISHED":
+            if write.retire_others and write.end == RunStatus.FINISHED:
                 self.retire_others(write.trial.trial_key, write.ref.run_id)
             if write.after is not None:
                 write.after()
@@ -310,7 +285,7 @@ class MlflowTracker:
         self.client.log_batch(run.info.run_id,
                               metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                               params=[Param(k, masked(str(v))[:6000]) for k, v in params.items()])
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        self.client.set_terminated(run.info.run_id, RunStatus.FINISHED.value)
         return run.info.run_id
 
     def _trial_tags(self, trial: TrialSpec, start: int | None = None) -> dict[str, str]:
@@ -333,7 +308,7 @@ class MlflowTracker:
             write.ref.run_id = runs.create_run(self.experiment_id, write.start or write.timestamp, name, tags)
         run_id = write.ref.run_id
         if write.reopen:
-            runs.update_run(run_id, "RUNNING")
+            runs.update_run(run_id, RunStatus.RUNNING)
         for key in write.clear_tags:
             runs.delete_tag(run_id, key)
         if write.params or write.metrics or write.tags:
@@ -386,7 +361,7 @@ class MlflowTracker:
             NOTE_TAG: (f"The albench report of the grid {self.experiment!r}: open *Artifacts*, then "
                        "`index.html` (the same folder is under `reports/` where the report was built)."),
         })
-        self.client.set_terminated(run.info.run_id, "FINISHED")
+        self.client.set_terminated(run.info.run_id, RunStatus.FINISHED.value)
         return run.info.run_id
 
     def publish_report(self, folder: Path) -> str:
@@ -403,7 +378,7 @@ class MlflowTracker:
         fresh = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         for stale in sorted(set(_artifact_files(repository)) - fresh):
             self.client.retrying(repository.delete_artifacts)(stale)
-        self.client.set_terminated(run_id, "FINISHED")
+        self.client.set_terminated(run_id, RunStatus.FINISHED.value)
         return run_id
 
 
@@ -415,5 +390,5 @@ def _artifact_files(repository, path: str | None = None) -> list[str]:
     return found
 
 
-def open_backend(uri: str, experiment: str, create: bool = True) -> MlflowTracker:
-    return MlflowTracker(uri, experiment, create)
+BACKEND = MlflowTracker
+"""The backend ``mlflow`` (``orchestrator.tracking.BACKENDS``)."""

@@ -27,6 +27,8 @@ import urllib.request
 from collections.abc import Callable
 from urllib.parse import urlparse
 
+from orchestrator.tracking.base import RunStatus
+
 TRANSIENT = frozenset({429, 500, 502, 503, 504})
 """The statuses MLflow's client retries."""
 METRICS_PER_REQUEST = 1000
@@ -142,11 +144,11 @@ class RestRuns:
             body["metrics"], points = points[:room], points[room:]
             self.post("log_batch", "runs/log-batch", {"run_id": run_id, **{k: v for k, v in body.items() if v}})
 
-    def update_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
-        body = {"run_id": run_id, "status": status}
-        if status != "RUNNING":  # as MlflowClient.set_terminated: the end defaults to now
+    def update_run(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
+        body = {"run_id": run_id, "status": str(status)}
+        if status != RunStatus.RUNNING:  # as MlflowClient.set_terminated: the end defaults to now
             body["end_time"] = end_time or int(time.time() * 1000)
-        self.post("update_run" if status == "RUNNING" else "set_terminated", "runs/update", body)
+        self.post("update_run" if status == RunStatus.RUNNING else "set_terminated", "runs/update", body)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self.post("delete_tag", "runs/delete-tag", {"run_id": run_id, "key": key})
@@ -233,11 +235,11 @@ class ClientRuns:
                               metrics=[Metric(k, float(v), timestamp, int(s)) for k, v, s in metrics],
                               tags=[RunTag(k, v) for k, v in tags.items()])  # MLflow splits it
 
-    def update_run(self, run_id: str, status: str, end_time: int | None = None) -> None:
-        if status == "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+    def update_run(self, run_id: str, status: RunStatus, end_time: int | None = None) -> None:
+        if status == RunStatus.RUNNING:
+            self.client.update_run(run_id, status=str(status))
         else:
-            self.client.set_terminated(run_id, status, end_time=end_time or None)
+            self.client.set_terminated(run_id, str(status), end_time=end_time or None)
 
     def delete_tag(self, run_id: str, key: str) -> None:
         self.client.delete_tag(run_id, key)

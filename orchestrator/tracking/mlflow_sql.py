@@ -73,7 +73,7 @@ def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[Ru
                 "run_uuid": run_id, "name": name, "experiment_id": int(experiment_id),
                 "artifact_uri": append_to_uri_path(artifact_location, run_id, "artifacts"),
                 "source_type": SourceType.to_string(SourceType.UNKNOWN), "source_name": "",
-                "entry_point_name": "", "user_id": "unknown", "status": "RUNNING",
+                "entry_point_name": "", "user_id": "unknown", "status": RunStatus.to_string(RunStatus.RUNNING),
                 "start_time": write.start or write.timestamp, "end_time": None, "deleted_time": None,
                 "source_version": "", "lifecycle_stage": LifecycleStage.ACTIVE,
             })
@@ -96,14 +96,14 @@ def apply(store, experiment_id: str, artifact_location: str, writes: Iterable[Ru
             tag = _validate_tag(key, value)
             tags[(tag.key, run_id)] = tag.value
         if write.end is not None:
-            ends.append((run_id, RunStatus.to_string(RunStatus.from_string(write.end)), write.timestamp))
+            ends.append((run_id, RunStatus.to_string(RunStatus.from_string(str(write.end))), write.timestamp))
 
     with store.ManagedSessionMaker(read_only=False) as session:
         if runs:
             session.execute(SqlRun.__table__.insert(), runs)
         if reopened:
             session.execute(update(SqlRun.__table__).where(SqlRun.__table__.c.run_uuid.in_(reopened))
-                            .values(status="RUNNING"))
+                            .values(status=RunStatus.to_string(RunStatus.RUNNING)))
         for key, run_id in cleared:
             session.execute(delete(SqlTag.__table__).where(and_(SqlTag.__table__.c.run_uuid == run_id,
                                                                 SqlTag.__table__.c.key == key)))

@@ -15,8 +15,11 @@ import fcntl
 import json
 import os
 import tempfile
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse, urlunparse
@@ -268,3 +271,40 @@ def store_exists(uri: str) -> bool:
     create none; an empty file is a database without tables)."""
     path = sqlite_path(uri)
     return path is None or (os.path.exists(path) and os.path.getsize(path) > 0)
+
+
+class LockRetryingClient:
+    """An MlflowClient whose calls are retried when SQLite says "database is locked".
+
+    The driver is the only writer, but readers (``albench status``, the MLflow UI, a script)
+    can hold the file long enough for a write to give up. Each MLflow write is one SQL
+    transaction, rolled back on that error, so trying it again cannot log anything twice.
+    """
+
+    DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+    def __init__(self, client) -> None:
+        self._client = client
+        self._counting = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        """MLflow calls made, by name (a retry is the same call); read by ``bench/tracking.py``."""
+
+    def __getattr__(self, name: str):
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+        return self.retrying(attribute)
+
+    def retrying(self, function):
+        def call(*args, **kwargs):
+            with self._counting:
+                self.counts[function.__name__] += 1
+            for delay in (*self.DELAYS, None):
+                try:
+                    return function(*args, **kwargs)
+                except Exception as exc:
+                    if delay is None or "database is locked" not in str(exc):
+                        raise
+                    time.sleep(delay)
+
+        return call

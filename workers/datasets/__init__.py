@@ -21,8 +21,11 @@ from workers.datasets.builtin import BUILTIN_DATASETS, BuiltinDatasetInfo, Built
 from workers.datasets.file import FileSource
 from workers.datasets.huggingface import HuggingFaceSource
 from workers.datasets.load import load_dataset
-from workers.datasets.spec import DatasetSpec, SourceSpec, Subsample
 from workers.datasets.tabular import TabularSource
+
+# isort: split
+# last: building DatasetSpec reads the plug-in sources, which may import the names above from here
+from workers.datasets.spec import DatasetSpec, SourceSpec, Subsample
 
 __all__ = [
     "BUILTIN_DATASETS",

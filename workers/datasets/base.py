@@ -1,10 +1,12 @@
 """What every dataset source shares: the loaded ``TextDataset``, the error type, and the source
 registry.
 
-A source is one module of this package holding a ``DatasetSource`` subclass: its pydantic spec
-(with ``type: Literal[...]``, the discriminator of ``DatasetSpec.source``) and its reader
-``frames``. Defining the class registers it in ``SOURCES``; ``discover_sources`` imports every
-module of the package, so no list of sources is kept by hand.
+A source is a ``DatasetSource`` subclass: its pydantic spec (with ``type: Literal[...]``, the
+discriminator of ``DatasetSpec.source``), its reader ``frames``, its path resolution
+(``resolve_paths``: every ``Path`` field is relative to the config's folder) and its offline
+check (``offline_problems``). A built-in is one module of this package (defining the class
+registers it in ``SOURCES``; ``discover_sources`` imports every module of the package); another
+package adds one through the entry-point group ``albench.dataset_sources``.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from strategies.registry import PluginRefused, Registry
+from workers.fs import absolute_path
 from workers.specs import Spec
 
 
@@ -73,8 +77,18 @@ def one_line(exc: BaseException) -> str:
 Frames = tuple[pd.DataFrame, "pd.DataFrame | None"]
 """A source's (train, test) frames with columns text and label; test None: carve it from train."""
 
-SOURCES: dict[str, type[DatasetSource]] = {}
-"""Registered source specs by their ``type``, in the order their modules were imported."""
+
+
+def _check_source(name: str, cls: Any) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, DatasetSource)):
+        raise PluginRefused(f"{cls!r} is not a DatasetSource subclass")
+    field = cls.model_fields.get("type")
+    if field is None or field.default != name:
+        raise PluginRefused(f"{cls.__name__} must declare type: Literal[{name!r}] = {name!r}")
+
+
+SOURCES: Registry[type[DatasetSource]] = Registry("dataset source", "albench.dataset_sources", _check_source)
+"""Registered source specs by their ``type``."""
 
 
 class DatasetSource(Spec):
@@ -88,12 +102,21 @@ class DatasetSource(Spec):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         field = cls.model_fields.get("type")
-        if field is None:  # an intermediate base (TabularSource)
-            return
-        name = field.default
-        if not isinstance(name, str) or SOURCES.get(name, cls) is not cls:
-            raise TypeError(f"dataset source {cls.__name__}: type {name!r} missing or taken")
-        SOURCES[name] = cls
+        if field is not None:  # not an intermediate base (TabularSource)
+            SOURCES.add_builtin(field.default, cls)
+
+    def resolve_paths(self, base: Path, field: str) -> DatasetSource:
+        """This source with its local paths made absolute against ``base`` (the config's
+        folder), ``~`` and ``$VAR`` expanded; ``field`` (``datasets[0].source``) starts errors.
+        Default: every field holding a ``Path``."""
+        update = {name: absolute_path(value, base, f"{field}.{name}")
+                  for name, value in self if isinstance(value, Path)}
+        return self.model_copy(update=update) if update else self
+
+    def offline_problems(self, field: str) -> list[str]:
+        """What ``albench validate --offline`` can tell is wrong without reading the data (none
+        by default); each line starts with ``field`` (``datasets[0].source``)."""
+        return []
 
     def frames(self, where: str, cache_dir: Path) -> Frames:
         """Read the source: (train, test or None) frames of raw text and label columns.
@@ -107,7 +130,7 @@ class DatasetSource(Spec):
         raise NotImplementedError
 
 
-def discover_sources() -> dict[str, type[DatasetSource]]:
+def discover_sources() -> Registry[type[DatasetSource]]:
     """Import every module of ``workers.datasets`` (each source registers itself); ``SOURCES``."""
     package = importlib.import_module("workers.datasets")
     for module in pkgutil.iter_modules(package.__path__):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 from pydantic import Field
 
-from workers.datasets.base import DatasetError, Frames
+from workers.datasets.base import DatasetError, DatasetSource, Frames
 from workers.datasets.tabular import TabularSource
+from workers.fs import expand
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,95}(/[A-Za-z0-9][A-Za-z0-9_.\-]{0,95})?$")
 
 
 class HuggingFaceSource(TabularSource):
@@ -23,6 +27,18 @@ class HuggingFaceSource(TabularSource):
     test_split: str | None = Field(
         "test", description="Split used for evaluation; null: carve it from train (test_fraction)."
     )
+
+    def resolve_paths(self, base: Path, field: str) -> DatasetSource:
+        """A local ``path`` written ``./x`` or ``../x`` is relative to the config's folder."""
+        path = expand(self.path, f"{field}.path")
+        return self.model_copy(update={"path": str(base / path) if path.startswith(("./", "../")) else path})
+
+    def offline_problems(self, field: str) -> list[str]:
+        from workers.embedders.resolve import looks_like_path
+
+        if looks_like_path(self.path) or _HUB_ID.match(self.path):
+            return []
+        return [f"{field}.path: {self.path!r} is not a hub id ('org/name') nor a local path"]
 
     def frames(self, where: str, cache_dir: Path) -> Frames:
         import datasets  # heavy; only needed for this source

@@ -9,7 +9,7 @@ from pydantic import Field
 from workers.datasets.base import discover_sources
 from workers.specs import Name, Spec
 
-_SOURCES = discover_sources()
+_SOURCES = dict(discover_sources().items())  # built-ins and plug-ins (entry points)
 
 SourceSpec = Annotated[Union[tuple(_SOURCES.values())], Field(discriminator="type")]  # noqa: UP007
 """Any registered source spec, told apart by its ``type`` field."""

@@ -1,9 +1,10 @@
 """What every embedder kind shares: the ``Embedder`` protocol, the resolved model, the kind
 registry, and the helpers for identities, errors and normalisation.
 
-A kind (``tfidf-svd``, ``glove``, ``sentence-transformers``, ...) is one module of this package
-holding an ``EmbedderKind`` subclass; defining the subclass registers it in ``KINDS`` under its
-``name``. The package imports every module it holds, so no list of kinds is kept by hand.
+A kind (``tfidf-svd``, ``glove``, ``sentence-transformers``, ...) is an ``EmbedderKind``
+subclass; defining it registers it in ``KINDS`` under its ``name``. A built-in kind is one module
+of this package (the package imports every module it holds); another package adds one through
+the entry-point group ``albench.embedders``, with the named models it provides (``models``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from strategies.registry import PluginRefused, Registry
 from workers.hashing import content_hash
 
 if TYPE_CHECKING:
@@ -72,27 +74,40 @@ class Embedder(Protocol):
         ...
 
 
-KINDS: dict[str, EmbedderKind] = {}
+def _check_kind(name: str, cls: object) -> None:
+    if not (isinstance(cls, type) and issubclass(cls, EmbedderKind)):
+        raise PluginRefused(f"{cls!r} is not an EmbedderKind subclass")
+    if cls.name != name:
+        raise PluginRefused(f"{cls.__name__}.name is {cls.name!r}, not the entry point's name {name!r}")
+    for model, info in cls.models.items():
+        if info.kind != name:
+            raise PluginRefused(f"{cls.__name__}.models[{model!r}].kind is {info.kind!r}, not {name!r}")
+
+
+KINDS: Registry[type[EmbedderKind]] = Registry("embedder kind", "albench.embedders", _check_kind)
 """Registered embedder kinds by name (``BuiltinEmbedderInfo.kind`` names one)."""
 
 
 class EmbedderKind(ABC):
     """How one kind of embedder is checked, identified and loaded.
 
-    Subclass it in a module of this package and set ``name``: the class registers itself (one
-    instance) in ``KINDS``. ``load`` may import heavy modules; the module itself must not.
+    Subclass it and set ``name``: the class registers itself in ``KINDS``. ``load`` may import
+    heavy modules; the module itself must not.
     """
 
     name: ClassVar[str]
     """The kind's name, as ``BuiltinEmbedderInfo.kind`` gives it."""
     takes_prompt: ClassVar[bool] = False
     """Whether ``query_prompt`` applies (else a built-in of this kind rejects it)."""
+    models: ClassVar[dict[str, BuiltinEmbedderInfo]] = {}
+    """Named models of this kind that a config's ``model:`` can give, as built-ins are (a
+    plug-in's; albench's own are in ``builtins.BUILTIN_EMBEDDERS``). Their ``package``'s version
+    enters the identity."""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.name in KINDS:
-            raise ValueError(f"embedder kind {cls.name!r} is registered twice")
-        KINDS[cls.name] = cls()
+        if "name" in vars(cls):
+            KINDS.add_builtin(cls.name, cls)
 
     def check_builtin(self, spec: EmbedderSpec, name: str, info: BuiltinEmbedderInfo) -> None:
         """Raise ``EmbedderError`` for a ``dim`` a built-in of this kind cannot give (default: any)."""

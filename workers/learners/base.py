@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
 
 import numpy as np
 
 UNSEEN_CLASS_BIAS = -1e4
 """Bias of classes with no labelled row yet: their probability is exactly 0."""
-KINDS: dict[str, type[Learner]] = {}
-"""Spec ``type`` -> the learner class that builds it."""
 
 
 class PoolScaler:
@@ -36,14 +33,8 @@ class PoolScaler:
 
 
 class Learner(ABC):
-    """Fits a head on the labelled rows; strategies and evaluation read the head."""
-
-    kind: ClassVar[str] = ""
-
-    def __init_subclass__(cls, **kwargs) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.kind:
-            KINDS[cls.kind] = cls
+    """Fits a head on the labelled rows; strategies and evaluation read the head. Its spec
+    (``workers.specs.LearnerKind``) builds it."""
 
     def __init__(self, spec, n_classes: int, pool: np.ndarray, seed: int) -> None:
         self.spec = spec
@@ -72,4 +63,4 @@ class Learner(ABC):
 
 def make_learner(spec, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
     """The learner of ``spec`` for one trajectory over ``pool`` (its embeddings), seeded."""
-    return KINDS[spec.type](spec, n_classes, pool, seed)
+    return spec.build(n_classes, pool, seed)

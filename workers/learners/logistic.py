@@ -170,8 +170,6 @@ class LogisticRegressionLearner(Learner):
     """Returns a ``LinearHead`` over all ``n_classes``, so strategies always see C columns even
     when some classes have no labelled row yet."""
 
-    kind = "logistic_regression"
-
     def __init__(self, spec, n_classes: int, pool: np.ndarray, seed: int) -> None:
         super().__init__(spec, n_classes, pool, seed)
         self._C: float | None = None

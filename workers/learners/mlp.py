@@ -1,14 +1,18 @@
-"""A small MLP head (scikit-learn's ``MLPClassifier``: one ReLU layer, Adam, L2), seeded by the
-trial, on pool-standardised features. Its head computes logits in numpy over all C classes."""
+"""The learner ``mlp``: a small MLP head (scikit-learn's ``MLPClassifier``: one ReLU layer, Adam,
+L2), seeded by the trial, on pool-standardised features. Its head computes logits in numpy over
+all C classes. Its spec (``MLPSpec``) and its learner are this module."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 from scipy.special import softmax
 
 from workers.learners.base import UNSEEN_CLASS_BIAS, Learner
+from workers.specs import LearnerKind
 
 
 class MLPHead:
@@ -50,8 +54,6 @@ class _Constant:
 
 
 class MLPLearner(Learner):
-    kind = "mlp"
-
     def fit(self, features, labels, validation=None):
         seen = np.unique(labels)
         if seen.size == 1:
@@ -68,3 +70,18 @@ class MLPLearner(Learner):
         layers = [(np.asarray(w, np.float32), np.asarray(b, np.float32))
                   for w, b in zip(model.coefs_, model.intercepts_, strict=True)]
         return MLPHead(layers, model.classes_, self.n_classes, self.scaler)
+
+
+class MLPSpec(LearnerKind):
+    """A small MLP head on the frozen embeddings (scikit-learn, CPU, seeded by the trial): a
+    check that a finding is not an artefact of the linear head. Strategies that need a linear
+    head (dropquery, alfamix) do not take it."""
+
+    type: Literal["mlp"] = Field("mlp", description="The learner: one hidden ReLU layer.")
+    hidden: int = Field(256, ge=2, le=8192, description="Hidden units.")
+    alpha: float = Field(1e-3, ge=0, description="L2 penalty.")
+    max_iter: int = Field(300, ge=10, description="Adam epochs at most.")
+    standardize: bool = Field(True, description="Standardise features with the pool's statistics.")
+
+    def build(self, n_classes: int, pool: np.ndarray, seed: int) -> Learner:
+        return MLPLearner(self, n_classes, pool, seed)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from orchestrator.report.context import across_problems
-from orchestrator.report.data import PROBLEM
 from orchestrator.report.page import Section, esc, notes, table, words
+from orchestrator.results import PROBLEM
 
 NAME = "auc"
 AFTER = "curves"
