@@ -11,21 +11,28 @@ from __future__ import annotations
 import numpy as np
 
 LEVEL = 0.95
+"""The confidence level of every interval the report and the parent runs' figures show."""
 BOUNDS = (0.0, 1.0)
 """The range of the metrics drawn (accuracy, macro-F1): the band is clipped to it."""
 ALPHA = 0.15
 
 
-def t_band(mean, sd, n, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) per step from the seeds' mean, standard deviation (ddof=1) and count: the t
-    interval of the mean clipped to ``BOUNDS``; NaN where it has no interval (fewer than two
-    seeds, or no finite deviation)."""
+def t_half_width(sd, n, level: float = LEVEL) -> np.ndarray:
+    """Half the width of Student's t interval of a mean, from the standard deviation (ddof=1)
+    and the count of the values; NaN where there is no interval (fewer than two values, or no
+    finite deviation). The one t interval of the report, its curve bands and the parent runs'."""
     from scipy.special import stdtrit  # Student's t quantile (scipy.stats costs 3x the import)
 
-    mean, sd, n = (np.asarray(x, dtype=np.float64) for x in (mean, sd, n))
+    sd, n = np.asarray(sd, dtype=np.float64), np.asarray(n, dtype=np.float64)
     ok = (n > 1) & np.isfinite(sd)
     count = np.where(ok, n, 2.0)
-    half = np.where(ok, stdtrit(count - 1, 0.5 + level / 2) * np.where(ok, sd, 0.0) / np.sqrt(count), np.nan)
+    return np.where(ok, stdtrit(count - 1, 0.5 + level / 2) * np.where(ok, sd, 0.0) / np.sqrt(count), np.nan)
+
+
+def t_band(mean, sd, n, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) per step from the seeds' mean, standard deviation (ddof=1) and count: the t
+    interval of the mean clipped to ``BOUNDS``; NaN where it has no interval."""
+    mean, half = np.asarray(mean, dtype=np.float64), t_half_width(sd, n, level)
     return np.clip(mean - half, *BOUNDS), np.clip(mean + half, *BOUNDS)
 
 

@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from orchestrator.report.curve_band import LEVEL, t_half_width
 from orchestrator.results import PROBLEM
 from workers.metrics import normalized_auc
-
-LEVEL = 0.95
 
 
 def auc_family(steps, values, early_cycles: int | None = None) -> dict[str, float]:
@@ -42,7 +41,7 @@ def t_interval(values, level: float = LEVEL) -> tuple[float, float] | None:
     v = np.asarray(values, dtype=np.float64)
     if len(v) < 2:
         return None
-    half = float(sps.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    half = float(t_half_width(v.std(ddof=1), len(v), level))
     return float(v.mean() - half), float(v.mean() + half)
 
 
