@@ -328,9 +328,8 @@ def migrate_db(uri: str = typer.Argument(..., metavar="URI", help="The tracking 
 
 @app.command()
 def schema() -> None:
-    """Print the JSON schema of the config: every registered strategy, dataset source, embedder
-    kind, learner, tracking backend and report section, plug-ins (and where they come from)
-    included; a plug-in that could not be loaded is named on stderr."""
+    """Print the JSON schema of the config and every registered thing of each kind, plug-ins
+    included (``x-plugins``); a plug-in that could not be loaded is named on stderr."""
     schema = config_schema()
     for problem in schema["x-plugin-problems"]:
         print(f"warning: {problem}", file=sys.stderr)

@@ -167,6 +167,26 @@ class Registry(Generic[T]):
         return name in self._things or name in self._lazy
 
 
+def subclass_check(base: type, declared: Callable[[type], object]) -> Callable[[str, Any], None]:
+    """The check of a kind whose things are ``base`` subclasses declaring their own name
+    (``declared(cls)``, e.g. the default of a pydantic ``type`` field): it must be the name
+    they are registered under."""
+
+    def check(name: str, cls: Any) -> None:
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginRefused(f"{cls!r} is not a {base.__name__} subclass ({base.__module__})")
+        if declared(cls) != name:
+            raise PluginRefused(f"{cls.__name__} declares the name {declared(cls)!r}, not {name!r}")
+
+    return check
+
+
+def type_field(cls: Any) -> object:
+    """The default of a pydantic class's ``type`` field (its name in a tagged union), or None."""
+    field = cls.model_fields.get("type")
+    return None if field is None else field.default
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 

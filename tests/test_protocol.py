@@ -66,8 +66,9 @@ def test_a_learner_predicting_one_class_is_warned_and_tagged(ray_session, corpus
 def test_strategies_that_need_a_linear_head_refuse_the_mlp(corpus, tmp_path):
     config = tiny_config(corpus, tmp_path, learner={"type": "mlp"},
                          strategies=[{"name": "random"}, {"name": "dropquery"}])
-    with pytest.raises(ConfigError, match=r"strategies\[1\]: dropquery needs a linear head, which "
-                                          r"learner.type mlp has not"):
+    with pytest.raises(ConfigError, match=r"strategies\[1\]: dropquery needs the learner's head, which "
+                                          r"learner.type mlp does not provide; fix: remove it or use "
+                                          r"learner.type: logistic_regression"):
         parse_config(config)
     assert parse_config(dict(config, strategies=[{"name": "badge"}])).learner.type == "mlp"
 

@@ -89,3 +89,13 @@ def test_a_trial_of_builtins_keeps_the_key_albench_gave_it_before_plugins(learne
     with_plugin = trial.model_copy(update={"plugins": {"strategies.badge": "pkg==1"}})
     assert with_plugin.trial_key != key
     assert with_plugin.model_copy(update={"plugins": {"strategies.badge": "pkg==2"}}).trial_key != with_plugin.trial_key
+
+
+def test_a_source_or_a_learner_must_declare_the_name_it_is_registered_under():
+    from workers.datasets import SOURCES, FileSource
+    from workers.specs import LEARNERS
+
+    with pytest.raises(PluginRefused, match="FileSource declares the name 'file', not 'csv'"):
+        SOURCES.check("csv", FileSource)
+    with pytest.raises(PluginRefused, match=r"is not a LearnerKind subclass \(workers.specs\)"):
+        LEARNERS.check("file", FileSource)

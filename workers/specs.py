@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from strategies.base import Need
-from strategies.registry import PluginRefused, Registry
+from strategies.registry import Registry, subclass_check, type_field
 from workers.hashing import content_hash
 
 if TYPE_CHECKING:
@@ -249,8 +249,8 @@ class LearnerKind(Spec):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        if "type" in cls.model_fields:
-            LEARNERS.add_builtin(cls.model_fields["type"].default, cls)
+        if (name := type_field(cls)) is not None:
+            LEARNERS.add_builtin(name, cls)
 
     @property
     def standardized(self) -> bool:
@@ -262,14 +262,8 @@ class LearnerKind(Spec):
         raise NotImplementedError
 
 
-def _check_learner(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, LearnerKind)):
-        raise PluginRefused(f"{cls!r} is not a LearnerKind subclass (workers.specs)")
-    if "type" not in cls.model_fields or cls.model_fields["type"].default != name:
-        raise PluginRefused(f"{cls.__name__} must declare type: Literal[{name!r}] = {name!r}")
-
-
-LEARNERS: Registry[type[LearnerKind]] = Registry("learner", "albench.learners", _check_learner)
+LEARNERS: Registry[type[LearnerKind]] = Registry("learner", "albench.learners",
+                                                 subclass_check(LearnerKind, type_field))
 """Learner specs by their ``type``."""
 
 

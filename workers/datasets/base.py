@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from strategies.registry import PluginRefused, Registry
+from strategies.registry import Registry, subclass_check, type_field
 from workers.fs import absolute_path
 from workers.specs import Spec
 
@@ -78,19 +78,6 @@ Frames = tuple[pd.DataFrame, "pd.DataFrame | None"]
 """A source's (train, test) frames with columns text and label; test None: carve it from train."""
 
 
-
-def _check_source(name: str, cls: Any) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, DatasetSource)):
-        raise PluginRefused(f"{cls!r} is not a DatasetSource subclass")
-    field = cls.model_fields.get("type")
-    if field is None or field.default != name:
-        raise PluginRefused(f"{cls.__name__} must declare type: Literal[{name!r}] = {name!r}")
-
-
-SOURCES: Registry[type[DatasetSource]] = Registry("dataset source", "albench.dataset_sources", _check_source)
-"""Registered source specs by their ``type``."""
-
-
 class DatasetSource(Spec):
     """Base of the source specs. A subclass with a ``type`` field registers itself in ``SOURCES``.
 
@@ -101,9 +88,8 @@ class DatasetSource(Spec):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        field = cls.model_fields.get("type")
-        if field is not None:  # not an intermediate base (TabularSource)
-            SOURCES.add_builtin(field.default, cls)
+        if (name := type_field(cls)) is not None:  # not an intermediate base (TabularSource)
+            SOURCES.add_builtin(name, cls)
 
     def resolve_paths(self, base: Path, field: str) -> DatasetSource:
         """This source with its local paths made absolute against ``base`` (the config's
@@ -128,6 +114,11 @@ class DatasetSource(Spec):
     def held_out_fraction(self) -> float:
         """Share of train held out for test when ``frames`` gives no test split."""
         raise NotImplementedError
+
+
+SOURCES: Registry[type[DatasetSource]] = Registry("dataset source", "albench.dataset_sources",
+                                                  subclass_check(DatasetSource, type_field))
+"""Registered source specs by their ``type`` (filled as the modules of this package are imported)."""
 
 
 def discover_sources() -> Registry[type[DatasetSource]]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from strategies.registry import PluginRefused, Registry
+from strategies.registry import PluginRefused, Registry, subclass_check
 from workers.hashing import content_hash
 
 if TYPE_CHECKING:
@@ -75,10 +75,7 @@ class Embedder(Protocol):
 
 
 def _check_kind(name: str, cls: object) -> None:
-    if not (isinstance(cls, type) and issubclass(cls, EmbedderKind)):
-        raise PluginRefused(f"{cls!r} is not an EmbedderKind subclass")
-    if cls.name != name:
-        raise PluginRefused(f"{cls.__name__}.name is {cls.name!r}, not the entry point's name {name!r}")
+    subclass_check(EmbedderKind, lambda kind: kind.name)(name, cls)
     for model, info in cls.models.items():
         if info.kind != name:
             raise PluginRefused(f"{cls.__name__}.models[{model!r}].kind is {info.kind!r}, not {name!r}")
