@@ -31,3 +31,4 @@ def test_capped_trajectory_is_extrapolated(capsys):
           "--strategies", "random", "--cap", "0"])
     cells = rows(capsys.readouterr().out)["random"]
     assert cells[0].startswith("~") and cells[1].startswith("~")
+
