@@ -342,14 +342,11 @@ class TrialSpec(Spec):
         return stable_hash(self.key_payload())[:24]
 
 
-RESULT_VERSION = 4
+RESULT_VERSION = 3
 """Bump when a change to albench alters curves, so old results are not taken as current.
 2: the default learner chooses C per cycle on standardised features (was: C = 1 on raw ones).
 3: C: auto's candidates are converged models, scored by the held-out Brier score on folds that
-   keep rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties).
-4: TypiClust clusters by Lloyd's k-means on the pool's top 128 principal components
-   (``clustering: subspace``; was: scikit-learn's KMeans / MiniBatchKMeans on the embeddings,
-   now ``clustering: reference``)."""
+   keep rare classes (was: L-BFGS stopped at once after the first C, the largest C on ties)."""
 
 
 def stable_hash(payload: Any) -> str:

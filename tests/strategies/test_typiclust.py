@@ -61,7 +61,7 @@ def reference_kmeans(z, n_clusters, rng):
 
 
 def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster_size=5, squared=False,
-                        clustering="subspace", subspace_dim=128):
+                        clustering="reference", subspace_dim=128):
     """TypiClust with loops and full float64 distance matrices; same rng use as the fast one.
 
     The rng is used, in order, for: the k-means (its seeds, or the seed of scikit-learn's for
@@ -118,11 +118,13 @@ def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster
     [
         (400, 8, 3, 0, 12, {}),                        # cold start, full k-means
         (600, 32, 10, 30, 15, {"k": 7}),               # 45 clusters, some labelled
-        (300, 16, 4, 30, 60, {}),                      # 90 clusters of ~3 rows: small-cluster path
+        (300, 16, 4, 30, 60, {}),                      # 90 clusters of ~3 rows: mini-batch k-means
         (500, 8, 5, 200, 40, {"max_clusters": 20}),    # all clusters covered: fallback path
-        (2000, 64, 20, 60, 20, {"distance": "squared", "min_cluster_size": 10, "clustering": "reference"}),
-        (400, 8, 3, 0, 12, {"clustering": "reference"}),   # scikit-learn's KMeans
-        (300, 64, 5, 20, 10, {"subspace_dim": 4}),         # clustered on 4 principal components
+        (2000, 64, 20, 60, 20, {"distance": "squared", "min_cluster_size": 10}),
+        (400, 8, 3, 0, 12, {"clustering": "subspace"}),           # the opt-in variant, cold start
+        (300, 16, 4, 30, 60, {"clustering": "subspace"}),         # small-cluster path
+        (500, 8, 5, 200, 40, {"max_clusters": 20, "clustering": "subspace"}),
+        (300, 64, 5, 20, 10, {"clustering": "subspace", "subspace_dim": 4}),  # 4 principal components
     ],
 )
 def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
@@ -133,7 +135,7 @@ def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
         x, labelled, batch, np.random.default_rng(7), k=params.get("k", 20),
         max_clusters=params.get("max_clusters", 500),
         min_cluster_size=params.get("min_cluster_size", 5),
-        squared=params.get("distance") == "squared", clustering=params.get("clustering", "subspace"),
+        squared=params.get("distance") == "squared", clustering=params.get("clustering", "reference"),
         subspace_dim=params.get("subspace_dim", 128),
     )
     np.testing.assert_array_equal(fast, slow)
