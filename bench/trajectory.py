@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import subprocess
 import sys
 import tarfile
@@ -207,7 +208,8 @@ def store_entries(root: str):
 
     store = EmbeddingStore(root)
     for folder in sorted(p for p in Path(root).glob("*/*") if (p / "manifest.json").exists()):
-        embedder, key = folder.name.rsplit("-", 1)
+        embedder = folder.name.rsplit("-", 1)[0]
+        key = json.loads((folder / "manifest.json").read_text())["key"]  # the folder has its first 16 characters
         train, test = (store.read(folder.parent.name, embedder, key, split) for split in ("train", "test"))
         yield (f"{folder.parent.name} / {embedder}",
                TrialData(train.embeddings, train.labels.astype(np.int64), test.embeddings, test.labels.astype(np.int64)))

@@ -21,14 +21,12 @@ clusters are those of the full space up to rows near a boundary.
 
 from __future__ import annotations
 
-import zlib
-from collections import OrderedDict
-
 import numpy as np
 
 from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import Clustering
 from strategies.kernels import squared_norms
+from strategies.pool_cache import PoolCache
 
 OVERSAMPLING = 16
 """Extra columns of the randomized range finder beyond ``dim``."""
@@ -36,37 +34,6 @@ POWER_ITERATIONS = 2
 """Power iterations of the range finder (each one pass of ``x`` and ``x.T`` over the sketch)."""
 SKETCH_SEED = 0
 """The range finder's Gaussian sketch: fixed, so the subspace depends on the pool only."""
-
-
-class PoolCache:
-    """The last ``size`` results of a pure function of a pool, keyed by the pool's identity.
-
-    The key is the array's data address, shape, strides and dtype, plus a CRC of up to 1,024
-    of its rows: a pool handed out again (a trajectory's next query, a sibling trial reading
-    the same shared array) hits; another array, even one that took over the same memory,
-    misses. A hit returns what a miss would compute, so the cache never changes a result.
-    """
-
-    def __init__(self, size: int = 4) -> None:
-        self.size = size
-        self._entries: OrderedDict[tuple, object] = OrderedDict()
-
-    @staticmethod
-    def key(x: np.ndarray, *extra) -> tuple:
-        sample = np.ascontiguousarray(x[:: max(1, x.shape[0] // 1024)])
-        address = x.__array_interface__["data"][0]
-        return (address, x.shape, x.strides, x.dtype.str, zlib.crc32(sample.data), *extra)
-
-    def get(self, x: np.ndarray, compute, *extra):
-        key = self.key(x, *extra)
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        value = compute()
-        self._entries[key] = value
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
-        return value
 
 
 _SUBSPACES = PoolCache()
