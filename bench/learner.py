@@ -194,13 +194,14 @@ def gaussian_mixture(pool: int, test: int, dims: int, classes: int, seed: int = 
     return TrialData(x[:pool], y[:pool], x[pool:], y[pool:])
 
 
-def synthetic_trial(classes: int, strategy: str = "random", cycles: int = 20, seed: int = 0, size: int = 20):
+def synthetic_trial(classes: int, strategy: str = "random", cycles: int = 20, seed: int = 0, size: int = 20,
+                    params: dict | None = None):
     """A TrialSpec on synthetic data: initial pool of ``size`` random rows, ``cycles`` queries
-    of ``size`` rows by ``strategy``, the default learner."""
+    of ``size`` rows by ``strategy`` (with ``params``), the default learner."""
     from workers.specs import LogisticRegressionSpec, ProtocolSpec, StrategySpec, TrialSpec
 
     return TrialSpec(dataset="synthetic", dataset_fingerprint="0" * 16, embedder="synthetic", embedding_key="s",
-                     n_classes=classes, initial_pool=StrategySpec(name="random"), strategy=StrategySpec(name=strategy),
+                     n_classes=classes, initial_pool=StrategySpec(name="random"), strategy=StrategySpec(name=strategy, params=params or {}),
                      learner=LogisticRegressionSpec(), seed=seed,
                      protocol=ProtocolSpec(initial_pool_size=size, query_size=size, cycles=cycles))
 

@@ -5,6 +5,7 @@ against random sampling, an older commit's strategies and scikit-activeml, side 
     python bench/trajectory.py --pool 5000 --dims 1024 --cycles 5 # a smaller shape, quickly
     python bench/trajectory.py --before 67fed6c --before-cycles 1,10,20 --threads 1,2 --anchors
     python bench/trajectory.py --store /work/main/embeddings --strategies random,typiclust
+    python bench/trajectory.py --strategies "typiclust,typiclust(clustering=subspace),probcover(delta_per=pool)"
 
 Data: ``bench.learner.gaussian_mixture`` at ``--pool/--test/--dims/--classes`` (default the
 study's: 20,000 / 5,000 / 4,096 / 77, unit-norm float32 rows), and with ``--store`` every
@@ -31,6 +32,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 import tarfile
@@ -131,8 +133,11 @@ def albench_trajectory(trial, data, cap: float, before=None, before_cycles=()) -
             nonlocal shadow
             if initial_pool:
                 return original(spec, initial_pool)
-            shadow = Shadowed(original(spec), before.QUERY_STRATEGIES.create(spec.name, spec.params),
-                              before.QueryContext, set(before_cycles))
+            try:
+                older = before.QUERY_STRATEGIES.create(spec.name, spec.params)
+            except ValueError:  # a variant the older commit does not have: nothing to compare
+                return original(spec)
+            shadow = Shadowed(original(spec), older, before.QueryContext, set(before_cycles))
             return shadow
         trajectory.build_strategy = build
     try:
@@ -215,6 +220,20 @@ def store_entries(root: str):
                TrialData(train.embeddings, train.labels.astype(np.int64), test.embeddings, test.labels.astype(np.int64)))
 
 
+def strategy_params(label: str) -> tuple[str, dict]:
+    """``"typiclust(clustering=subspace,k=10)"`` -> ``("typiclust", {"clustering": "subspace", "k": 10})``:
+    a strategy and the parameters of a variant (values read as JSON, else as strings)."""
+    name, _, inner = label.partition("(")
+    params = {}
+    for item in filter(None, inner.rstrip(")").split(",")):
+        key, _, value = item.partition("=")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value.strip()
+    return name.strip(), params
+
+
 def fmt(result: dict, key: str) -> str:
     return ("~" if result["cut"] and key in ("total", "fit", "query") else "") + f"{result[key]:.2f}"
 
@@ -234,7 +253,8 @@ def bench(label: str, data, names: list[str], args, before) -> None:
         print(f"\n{count} thread{'s' if count > 1 else ''}\n\n{header}\n|" + "---|" * (header.count("|") - 1))
         random_total = None
         for name in names:
-            trial = synthetic_trial(n_classes, name, args.cycles)
+            strategy, params = strategy_params(name)
+            trial = synthetic_trial(n_classes, strategy, args.cycles, params=params)
             with threads(count):
                 ours = albench_trajectory(trial, data, args.cap, before, args.before_cycles)
             random_total = ours["total"] if name == "random" else random_total
@@ -244,11 +264,11 @@ def bench(label: str, data, names: list[str], args, before) -> None:
             if before is not None:
                 timed = ours["before"]
                 old = np.mean([s for s, _ in timed.values()]) if timed else float("nan")
-                now = [ours["mean_query"]]
-                row += (f" {', '.join(f'{s:.2f}' for s, _ in timed.values())} | {old / max(now[0], 1e-9):.1f} | "
-                        f"{'yes' if all(same for _, same in timed.values()) else 'no'} |")
+                row += (f" {', '.join(f'{s:.2f}' for s, _ in timed.values()) or '-'} | "
+                        f"{old / max(ours['mean_query'], 1e-9):.1f} | "
+                        f"{('yes' if all(same for _, same in timed.values()) else 'no') if timed else '-'} |")
             if args.anchors:
-                if name in ANCHORS:
+                if name in ANCHORS:  # a strategy's default only: "typiclust(...)" is not a key
                     with threads(count):
                         theirs = anchor_trajectory(name, data, ours["initial"], n_classes, args.cycles, 20, args.cap)
                     row += (f" {theirs['mean_query']:.3f} | {theirs['mean_query'] / max(ours['mean_query'], 1e-9):.1f} | "
@@ -263,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     for option, default in STUDY_SHAPES.items():
         parser.add_argument(f"--{option}", type=int, default=default)
     parser.add_argument("--cycles", type=int, default=20)
-    parser.add_argument("--strategies", help="comma-separated (default: every registered query strategy)")
+    parser.add_argument("--strategies", help="comma-separated (default: every registered query strategy); "
+                        "a variant as name(key=value,...), e.g. typiclust(clustering=subspace)")
     parser.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     parser.add_argument("--before", help="a commit whose strategies select beside today's")
     parser.add_argument("--before-cycles", default="1", help="the cycles at which they do (comma-separated)")
@@ -276,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     args.before_cycles = [int(c) for c in args.before_cycles.split(",")]
     from strategies import QUERY_STRATEGIES
 
-    names = args.strategies.split(",") if args.strategies else QUERY_STRATEGIES.names()
+    names = re.split(r",(?![^()]*\))", args.strategies) if args.strategies else QUERY_STRATEGIES.names()
     names = ["random"] + [n for n in names if n != "random"]  # the baseline first
     if args.anchors:
         try:

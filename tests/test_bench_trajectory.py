@@ -32,3 +32,11 @@ def test_capped_trajectory_is_extrapolated(capsys):
     cells = rows(capsys.readouterr().out)["random"]
     assert cells[0].startswith("~") and cells[1].startswith("~")
 
+
+
+def test_variant_labels_give_a_strategy_and_its_parameters():
+    from bench.trajectory import strategy_params
+
+    assert strategy_params("margin") == ("margin", {})
+    assert strategy_params("typiclust(clustering=subspace,k=10)") == ("typiclust", {"clustering": "subspace", "k": 10})
+    assert strategy_params("probcover(delta_per=pool)") == ("probcover", {"delta_per": "pool"})
