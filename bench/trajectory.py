@@ -164,12 +164,16 @@ def albench_trajectory(trial, data, cap: float, before=None, before_cycles=()) -
 
 
 def summary(total, fits, queries, n_cycles, peak, **extra) -> dict:
-    """Totals of a trajectory, extrapolated to ``n_cycles`` queries if it stopped early."""
+    """Totals of a trajectory, extrapolated to ``n_cycles`` queries if it stopped early: fits
+    (and the rest) by the fits done, queries by the queries done (an early stop's fits are the
+    cheap ones, with few labels: its learner seconds are an underestimate)."""
     done = len(queries)
     scale = (n_cycles + 1) / max(1, len(fits))
     cut = done < n_cycles
-    return {"total": total * scale if cut else total, "fit": sum(fits) * scale,
-            "query": (np.mean(queries) * n_cycles) if queries else 0.0, "mean_query": float(np.mean(queries or [0])),
+    query = (np.mean(queries) * n_cycles) if queries else 0.0
+    rest = total - sum(fits) - sum(queries)
+    return {"total": (sum(fits) + rest) * scale + query if cut else total, "fit": sum(fits) * scale,
+            "query": query, "mean_query": float(np.mean(queries or [0])),
             "max_query": float(np.max(queries or [0])), "cut": cut, "peak": peak, **extra}
 
 
