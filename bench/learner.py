@@ -175,27 +175,45 @@ def cost(plan, data_by_cell, cost_seeds: int, spec, before: str | None) -> None:
     print_cost(f"the trials of {plan.config.name} ({plan.config.protocol.n_cycles + 1} fits each)", len(trials), timings)
 
 
-def study_shapes(spec, before: str | None, seeds: int = 1) -> None:
-    """Random sampling trajectories at the study's shapes on a synthetic Gaussian mixture whose
-    classes are about as separable as a strong embedder's (a few tens of % at 20 labels)."""
-    from workers.specs import LogisticRegressionSpec, ProtocolSpec, StrategySpec, TrialSpec
+STUDY_SHAPES = {"pool": 20_000, "test": 5_000, "dims": 4096, "classes": 77}
+"""The study's shapes (``examples/nfl-2025.yaml``: pools of up to 20k, NV-Embed-class dims)."""
+
+
+def gaussian_mixture(pool: int, test: int, dims: int, classes: int, seed: int = 0):
+    """TrialData of unit-norm rows from a Gaussian mixture whose classes are about as separable
+    as a strong embedder's (a few tens of % accuracy at 20 labels with 77 classes), float32."""
     from workers.trajectory import TrialData
 
-    pool, test, dim, classes = 20_000, 5_000, 4096, 77
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(classes, dim)).astype(np.float32) * 0.08
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(classes, dims)).astype(np.float32) * 0.08 * np.sqrt(4096 / dims)  # |centre| ~ 5
     weights = rng.dirichlet(np.full(classes, 2.0))
     y = rng.choice(classes, pool + test, p=weights)
-    x = centres[y] + rng.normal(size=(pool + test, dim)).astype(np.float32) / np.sqrt(dim)
+    x = centres[y] + rng.normal(size=(pool + test, dims)).astype(np.float32) / np.sqrt(dims)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    data = TrialData(x[:pool], y[:pool], x[pool:], y[pool:])
-    trials = [TrialSpec(dataset="synthetic", dataset_fingerprint="0" * 16, embedder="synthetic", embedding_key="s",
-                        n_classes=classes, initial_pool=StrategySpec(name="random"), strategy=StrategySpec(name="random"),
-                        learner=LogisticRegressionSpec(), seed=seed,
-                        protocol=ProtocolSpec(initial_pool_size=20, query_size=20, cycles=20))
-              for seed in range(seeds)]
+    x = x.astype(np.float32)  # as the store's (the values of the float64 draw above)
+    return TrialData(x[:pool], y[:pool], x[pool:], y[pool:])
+
+
+def synthetic_trial(classes: int, strategy: str = "random", cycles: int = 20, seed: int = 0, size: int = 20,
+                    params: dict | None = None):
+    """A TrialSpec on synthetic data: initial pool of ``size`` random rows, ``cycles`` queries
+    of ``size`` rows by ``strategy`` (with ``params``), the default learner."""
+    from workers.specs import LogisticRegressionSpec, ProtocolSpec, StrategySpec, TrialSpec
+
+    return TrialSpec(dataset="synthetic", dataset_fingerprint="0" * 16, embedder="synthetic", embedding_key="s",
+                     n_classes=classes, initial_pool=StrategySpec(name="random"), strategy=StrategySpec(name=strategy, params=params or {}),
+                     learner=LogisticRegressionSpec(), seed=seed,
+                     protocol=ProtocolSpec(initial_pool_size=size, query_size=size, cycles=cycles))
+
+
+def study_shapes(spec, before: str | None, seeds: int = 1) -> None:
+    """Random sampling trajectories at the study's shapes on ``gaussian_mixture``."""
+    shapes = STUDY_SHAPES
+    data = gaussian_mixture(**shapes)
+    trials = [synthetic_trial(shapes["classes"], seed=seed) for seed in range(seeds)]
     timings = timed_trajectories(trials, lambda t: data, learners(spec, before))
-    print_cost(f"the study's shapes (pool {pool}, {dim} dims, {classes} classes, 21 fits)", len(trials), timings)
+    print_cost(f"the study's shapes (pool {shapes['pool']}, {shapes['dims']} dims, {shapes['classes']} classes, "
+               "21 fits)", len(trials), timings)
 
 
 def main() -> None:

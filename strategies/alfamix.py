@@ -65,13 +65,15 @@ def alpha_caps(alpha_cap: float, grow: bool) -> list[float]:
     return [alpha_cap * (i + 1) for i in range(steps)]
 
 
-def loss_ascent_logits(logits: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def loss_ascent_logits(logits: np.ndarray, gram: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Predicted class ``y*`` and ``W g / ||g||`` (r, C), with ``g = grad_z CE(softmax(W z + b), y*)``.
 
     ``g = W^T (p - e_y*)``; ``p - e_y*`` is computed up to a positive factor as ``v`` with
     ``v_c = exp(l_c - l_2)`` off ``y*`` (``l_2`` the runner-up logit) and ``v_y* = -sum v_c``,
-    so the direction stays defined where float32 probabilities saturate to one-hot. Rows whose
-    ``g`` is zero get a zero direction (they never flip).
+    so the direction stays defined where float32 probabilities saturate to one-hot. With
+    ``gram = W W^T`` (C, C), ``W g = gram v`` and ``||g||^2 = v . gram v``: O(r C^2), where
+    forming ``g`` (r, D) and ``W g`` would cost two products of O(r C D). Rows whose ``g`` is
+    zero get a zero direction (they never flip).
     """
     rows = np.arange(logits.shape[0])
     pred = np.argmax(logits, axis=1)
@@ -80,9 +82,8 @@ def loss_ascent_logits(logits: np.ndarray, weights: np.ndarray) -> tuple[np.ndar
     runner_up = others.max(axis=1, keepdims=True)
     v = np.exp(others - runner_up)
     v[rows, pred] = -v.sum(axis=1)
-    grad = v @ weights  # (r, D), a positive multiple of grad_z CE
-    norm = np.sqrt(np.einsum("ij,ij->i", grad, grad))
-    direction = grad @ weights.T
+    direction = v @ gram  # (r, C): W g up to the same positive factor (gram is symmetric)
+    norm = np.sqrt(np.maximum(np.einsum("ij,ij->i", direction, v, dtype=np.float64), 0.0)).astype(np.float32)
     direction /= np.where(norm > 0, norm, np.inf)[:, None]
     return pred, direction
 
@@ -97,14 +98,15 @@ def first_flipping_cap(
     first = np.full(rows.size, len(caps), dtype=np.int64)
     if head.n_classes < 2:
         return first
-    weights = head.weights.astype(np.float32, copy=False)
+    weights = head.weights.astype(np.float64)
+    gram = (weights @ weights.T).astype(np.float32)  # W W^T, (C, C)
     anchors = class_anchors(context)
     anchor_sq = squared_norms(anchors)
     eps = np.asarray(caps, dtype=np.float32) / np.float32(math.sqrt(x.shape[1]))
     for part in row_chunks(rows.size, chunk_rows):
         z = x[rows[part]]
         logits = head.logits(z).astype(np.float32, copy=False)
-        pred, direction = loss_ascent_logits(logits, weights)
+        pred, direction = loss_ascent_logits(logits, gram)
         reach = np.sqrt(squared_distances(z, anchors, None, anchor_sq).max(axis=1))
         for i in range(len(caps) - 1, -1, -1):  # last to first: the first flip is kept
             mixed = logits + (eps[i] * reach)[:, None] * direction

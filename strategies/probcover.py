@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 from annotated_types import Ge, Gt, Interval
@@ -24,6 +24,7 @@ from strategies.base import QueryContext, QueryStrategy, StrategyError
 from strategies.chunks import DEFAULT_CHUNK_ROWS, row_chunks
 from strategies.clustering import Clustering, kmeans
 from strategies.kernels import min_squared_distance_to_other_group, squared_norms
+from strategies.pool_cache import PoolCache
 from strategies.radius_graph import RadiusPairs, TooManyEdgesError, radius_graph, radius_neighbours
 from strategies.registry import register_query_strategy
 from strategies.ties import argmax_random_ties
@@ -111,6 +112,14 @@ def purity_delta(
     return float(d_sorted[d.size - math.ceil(alpha * d.size)])
 
 
+POOL_DELTA_SEED = 0
+"""``delta_per: pool``: the seed of the k-means and purity sample that choose the pool's radius."""
+_DELTAS = PoolCache(size=8)
+"""``delta_per: pool``: the radius of each recent pool (a float each)."""
+_GRAPHS = PoolCache(size=1)
+"""The whole radius graph of the last (pool, radius) built with a fixed radius: one graph, at
+most ``max_edges`` edges, held per worker process."""
+
 FULL_GRAPH_ABOVE = 0.5
 """Fraction of the pool left uncovered by the labelled rows above which ProbCover builds the
 whole radius graph (N^2 / 2 pairs) rather than the uncovered rows' balls (uncovered x N)."""
@@ -194,6 +203,19 @@ class ProbCover(QueryStrategy):
         about ``D / approximate_dim`` times less work in the O(N^2) graph pass, but the graph
         is only exact for the projected rows, an approximation of ProbCover on the embeddings.
     approximate_dim: 128, the projection's dimension when ``approximate`` (ignored if >= D).
+    delta_per: "query" (default) chooses ``delta`` by purity at every query, from a k-means and
+        a purity sample drawn by the trajectory's rng, so the radius (and the graph) changes
+        from query to query and nothing can be reused: each query costs the k-means, the
+        purity pass (``purity_sample`` x N distances) and the radius graph (N^2 / 2 pairs at a
+        cold or near-cold start). "pool", a named variant to opt into, is the paper's
+        procedure: ``delta`` is chosen once per pool (same purity rule, its k-means and sample
+        seeded by ``POOL_DELTA_SEED``, not by the trial), so every query and every trial of a
+        worker on the pool shares one radius and one radius graph (``PoolCache``, one graph of
+        at most ``max_edges`` edges per process): the first query costs what a default query
+        does, the next ones only the greedy (milliseconds). It selects other rows than the
+        default (another radius, and the rng only breaks ties); measured against it in the
+        README ("Trajectory cost at the study's shapes"). A fixed ``delta`` shares the graph
+        the same way, with the same picks as without the cache.
 
     Choices the paper leaves open, made here:
     - Balls are open (``distance < delta``) and contain their centre, as the reference code.
@@ -203,7 +225,8 @@ class ProbCover(QueryStrategy):
     - When every row is covered (a pick would cover nothing new), the rest of the batch is
       drawn uniformly without replacement from the unlabelled rows not yet chosen (the
       reference code would keep returning its first index).
-    - The balls are rebuilt at every query: strategies hold no state between queries.
+    - With ``delta_per: query`` and no fixed ``delta`` the balls are rebuilt at every query;
+      otherwise the whole graph is memoised per (pool, radius), which changes no pick.
     """
 
     delta: Annotated[float, Gt(0)] | None = None
@@ -215,26 +238,38 @@ class ProbCover(QueryStrategy):
     max_edges: Annotated[int, Ge(1)] = 600_000_000
     approximate: bool = False
     approximate_dim: Annotated[int, Ge(1)] = 128
+    delta_per: Literal["query", "pool"] = "query"
 
     cold_start = True
 
     def _select(self, context: QueryContext, n: int, rng: np.random.Generator) -> np.ndarray:
         device = kernels.kernel_device(context.device)
-        x = l2_normalise(context.embeddings) if self.normalize else context.embeddings
-        if self.approximate and self.approximate_dim < x.shape[1]:
-            x = pca_project(x, self.approximate_dim, self.chunk_rows)
-        if self.delta is None:
-            delta = purity_delta(
-                x, cluster(x, context.n_classes, rng).labels, self.alpha, rng, self.delta_grid,
-                self.purity_sample, self.chunk_rows, device,
-            )
-        else:
-            delta = float(self.delta)
+        pool = context.embeddings
+        rows = _Rows(self, pool)
         try:
-            neighbours, uncovered = self._uncovered_balls(x, context.labelled, delta, device)
+            if self.delta is not None or self.delta_per == "pool":
+                delta = float(self.delta) if self.delta is not None else _DELTAS.get(
+                    pool, lambda: self._purity_delta(rows.get(), context.n_classes,
+                                                     np.random.default_rng(POOL_DELTA_SEED), device),
+                    self._variant(), context.n_classes)
+                graph = _GRAPHS.get(pool, lambda: radius_graph(rows.get(), delta, self.chunk_rows, device,
+                                                               self.max_edges), self._variant(), delta)
+                neighbours, uncovered = uncovered_rows_of(graph, context.labelled)
+            else:
+                delta = self._purity_delta(rows.get(), context.n_classes, rng, device)
+                neighbours, uncovered = self._uncovered_balls(rows.get(), context.labelled, delta, device)
         except TooManyEdgesError as error:
             raise StrategyError(f"ProbCover: {error} (`max_edges`), or set a smaller `delta`") from error
         return max_coverage_greedy(neighbours, uncovered, context.labelled, n, rng)
+
+    def _variant(self) -> tuple:
+        """What, besides the pool, the rows and the radius depend on (a cache key's part)."""
+        return (self.normalize, self.approximate, self.approximate_dim, self.alpha, self.delta_grid,
+                self.purity_sample, self.chunk_rows)
+
+    def _purity_delta(self, x: np.ndarray, n_classes: int, rng: np.random.Generator, device) -> float:
+        return purity_delta(x, cluster(x, n_classes, rng).labels, self.alpha, rng, self.delta_grid,
+                            self.purity_sample, self.chunk_rows, device)
 
     def _uncovered_balls(self, x: np.ndarray, labelled: np.ndarray, delta: float, device):
         """The rows no labelled row's ball covers, and the balls that cover each of them:
@@ -254,3 +289,31 @@ class ProbCover(QueryStrategy):
                 return graph, uncovered
             return graph[uncovered], uncovered
         return radius_neighbours(pairs, uncovered, delta, self.chunk_rows, max_edges=self.max_edges), uncovered
+
+
+class _Rows:
+    """The rows ProbCover measures (normalised, projected if ``approximate``), computed on
+    first use only: a query that finds its radius graph memoised needs none."""
+
+    def __init__(self, strategy: ProbCover, pool: np.ndarray) -> None:
+        self.strategy, self.pool, self.rows = strategy, pool, None
+
+    def get(self) -> np.ndarray:
+        if self.rows is None:
+            s, x = self.strategy, self.pool
+            x = l2_normalise(x) if s.normalize else x
+            if s.approximate and s.approximate_dim < x.shape[1]:
+                x = pca_project(x, s.approximate_dim, s.chunk_rows)
+            self.rows = x
+        return self.rows
+
+
+def uncovered_rows_of(graph, labelled: np.ndarray):
+    """From the whole radius graph: the balls covering each row no labelled row's ball covers
+    (rows of the graph), and those rows, as ``ProbCover._uncovered_balls`` returns them."""
+    covered = labelled.copy()
+    covered[graph[np.flatnonzero(labelled)].indices] = True
+    uncovered = np.flatnonzero(~covered)
+    if uncovered.size == labelled.size:
+        return graph, uncovered
+    return graph[uncovered], uncovered

@@ -327,3 +327,39 @@ def test_approximate_selection_matches_reference_on_the_projection():
     projected = PCA(n_components=5, svd_solver="full").fit_transform(unit)
     ref = reference_probcover(projected, labelled, 30, np.random.default_rng(3), 0.3)
     np.testing.assert_array_equal(fast, ref)
+
+
+def test_fixed_delta_builds_the_graph_once_per_pool_and_radius(monkeypatch):
+    # A trajectory's queries on one pool: the same picks as the reference at every query,
+    # one radius graph for all of them, another for another radius.
+    builds = []
+    build = probcover.radius_graph
+    monkeypatch.setattr(probcover, "radius_graph", lambda *a, **k: builds.append(a[1]) or build(*a, **k))
+    x, labelled = blobs(600, 6, 4, seed=11, n_labelled=10)
+    for query in range(3):
+        fast = select(x, labelled, 20, seed=query, delta=1.2, normalize=False, chunk_rows=128)
+        ref = reference_probcover(x, labelled, 20, np.random.default_rng(query), 1.2)
+        np.testing.assert_array_equal(fast, ref)
+        labelled = labelled.copy()
+        labelled[fast] = True
+    assert builds == [1.2]
+    select(x, labelled, 20, seed=0, delta=1.3, normalize=False, chunk_rows=128)
+    assert builds == [1.2, 1.3]
+
+
+def test_pool_delta_variant_chooses_delta_once_with_a_fixed_seed(monkeypatch):
+    # delta_per: pool = the purity rule with k-means and sample seeded by POOL_DELTA_SEED,
+    # whatever the trial's rng; one radius and one graph for every query on the pool.
+    builds = []
+    build = probcover.radius_graph
+    monkeypatch.setattr(probcover, "radius_graph", lambda *a, **k: builds.append(a[1]) or build(*a, **k))
+    x, labelled = blobs(900, 8, 5, seed=12, n_labelled=15)
+    delta = reference_delta(x, 5, 0.95, np.random.default_rng(probcover.POOL_DELTA_SEED), 100, 400)
+    for query in range(3):
+        fast = select(x, labelled, 15, seed=query, n_classes=5, normalize=False, purity_sample=400,
+                      delta_per="pool")
+        ref = reference_probcover(x, labelled, 15, np.random.default_rng(query), delta)
+        np.testing.assert_array_equal(fast, ref)
+        labelled = labelled.copy()
+        labelled[fast] = True
+    assert len(builds) == 1 and builds[0] == pytest.approx(delta)

@@ -21,20 +21,64 @@ class TestTypiClustInitialPool(StrategyConformance):
     registry = INITIAL_POOLS
 
 
-def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster_size=5, squared=False):
+def reference_subspace(x, dim):
+    """The rows centred and projected on their top ``dim`` principal directions (exact SVD)."""
+    centred = x.astype(np.float64) - x.astype(np.float64).mean(axis=0)
+    if x.shape[1] <= dim:
+        return centred
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:dim].T
+
+
+def reference_kmeans(z, n_clusters, rng):
+    """Lloyd's k-means from greedy k-means++ seeds, with loops, in float64 (same rng use)."""
+    n = len(z)
+    dist = lambda a, b: float(np.sum((a - b) ** 2))
+    seeds = [int(rng.integers(n))]
+    nearest = [dist(z[i], z[seeds[0]]) for i in range(n)]
+    for _ in range(1, n_clusters):
+        cumulative = np.cumsum(nearest)
+        best = None
+        for draw in rng.random(2 + int(np.log(n_clusters))) * cumulative[-1]:
+            candidate = min(next(i for i in range(n) if cumulative[i] > draw), n - 1)
+            option = [min(nearest[i], dist(z[i], z[candidate])) for i in range(n)]
+            if best is None or sum(option) < sum(best[1]):
+                best = (candidate, option)
+        seeds.append(best[0])
+        nearest = best[1]
+    centres = [z[s].copy() for s in seeds]
+    assign = lambda: np.array([min(range(n_clusters), key=lambda c: (dist(z[i], centres[c]), c)) for i in range(n)])
+    labels = assign()
+    for _ in range(100):
+        for c in range(n_clusters):
+            if np.any(labels == c):
+                centres[c] = z[labels == c].mean(axis=0)
+        new = assign()
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster_size=5, squared=False,
+                        clustering="reference", subspace_dim=128):
     """TypiClust with loops and full float64 distance matrices; same rng use as the fast one.
 
-    The rng is used, in order, for: the k-means seed, a random rank per cluster (ties between
-    equally covered clusters of equal size), and one permutation per pick (ties of typicality)
-    except picks from a cluster with a single row left.
+    The rng is used, in order, for: the k-means (its seeds, or the seed of scikit-learn's for
+    ``clustering="reference"``), a random rank per cluster (ties between equally covered
+    clusters of equal size), and one permutation per pick (ties of typicality) except picks
+    from a cluster with a single row left.
     """
     n_clusters = min(int(labelled.sum()) + n, max_clusters)
-    seed = int(rng.integers(0, 2**31 - 1))
-    if n_clusters <= 50:
-        model = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
+    if clustering == "subspace":
+        cluster_of = reference_kmeans(reference_subspace(x, subspace_dim), n_clusters, rng)
     else:
-        model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=1, random_state=seed)
-    cluster_of = model.fit(x.astype(np.float32)).labels_
+        seed = int(rng.integers(0, 2**31 - 1))
+        if n_clusters <= 50:
+            model = KMeans(n_clusters=n_clusters, n_init=1, random_state=seed)
+        else:
+            model = MiniBatchKMeans(n_clusters=n_clusters, batch_size=5000, n_init=1, random_state=seed)
+        cluster_of = model.fit(x.astype(np.float32)).labels_
     tiebreak = rng.permutation(n_clusters)
     size = {c: int(np.sum(cluster_of == c)) for c in range(n_clusters)}
     covered = {c: int(np.sum(cluster_of[labelled] == c)) for c in range(n_clusters)}
@@ -74,9 +118,13 @@ def reference_typiclust(x, labelled, n, rng, k=20, max_clusters=500, min_cluster
     [
         (400, 8, 3, 0, 12, {}),                        # cold start, full k-means
         (600, 32, 10, 30, 15, {"k": 7}),               # 45 clusters, some labelled
-        (300, 16, 4, 30, 60, {}),                      # 90 clusters of ~3 rows: small-cluster path
+        (300, 16, 4, 30, 60, {}),                      # 90 clusters of ~3 rows: mini-batch k-means
         (500, 8, 5, 200, 40, {"max_clusters": 20}),    # all clusters covered: fallback path
-        (2000, 64, 20, 60, 20, {"distance": "squared", "min_cluster_size": 10}),  # mini-batch
+        (2000, 64, 20, 60, 20, {"distance": "squared", "min_cluster_size": 10}),
+        (400, 8, 3, 0, 12, {"clustering": "subspace"}),           # the opt-in variant, cold start
+        (300, 16, 4, 30, 60, {"clustering": "subspace"}),         # small-cluster path
+        (500, 8, 5, 200, 40, {"max_clusters": 20, "clustering": "subspace"}),
+        (300, 64, 5, 20, 10, {"clustering": "subspace", "subspace_dim": 4}),  # 4 principal components
     ],
 )
 def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
@@ -87,7 +135,8 @@ def test_matches_reference(n, d, n_classes, n_labelled, batch, params):
         x, labelled, batch, np.random.default_rng(7), k=params.get("k", 20),
         max_clusters=params.get("max_clusters", 500),
         min_cluster_size=params.get("min_cluster_size", 5),
-        squared=params.get("distance") == "squared",
+        squared=params.get("distance") == "squared", clustering=params.get("clustering", "reference"),
+        subspace_dim=params.get("subspace_dim", 128),
     )
     np.testing.assert_array_equal(fast, slow)
 
@@ -113,3 +162,19 @@ def test_first_picks_cover_distinct_clusters():
     chosen = TypiClust().select(context, 4, np.random.default_rng(0))
     assert sorted(blob[chosen]) == [0, 1, 2, 3]
     np.testing.assert_array_equal(blob[chosen], [0, 1, 2, 3])  # largest first
+
+
+def test_principal_subspace_is_the_exact_pca_and_is_reused_per_pool():
+    from strategies.subspace import _SUBSPACES, principal_subspace
+
+    x, _, _ = make_pool(n=500, d=48, n_classes=6, seed=3)
+    z = principal_subspace(x, 5)
+    expected = reference_subspace(x, 5)
+    # Same subspace and coordinates up to the sign of each direction: equal Gram matrices.
+    np.testing.assert_allclose(z @ z.T, expected @ expected.T, rtol=1e-3, atol=1e-2)
+    assert principal_subspace(x, 5) is z  # the same pool: computed once
+    changed = x.copy()
+    changed[0, 0] += 1.0
+    assert principal_subspace(changed, 5) is not z  # another array, another entry
+    assert principal_subspace(x, 6) is not z  # another dimension, another entry
+    assert len(_SUBSPACES._entries) <= _SUBSPACES.size
