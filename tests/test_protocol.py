@@ -51,7 +51,7 @@ def test_a_learner_predicting_one_class_is_warned_and_tagged(ray_session, corpus
     result = CliRunner().invoke(app, ["run", str(write_config(tmp_path / "c.yaml", config))])
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
-    assert "warning: in 1 trials" in text and "predicted one class for every test row" in text, text
+    assert "warning: in 1 trial (1 cycle)" in text and "predicted one class for every test row" in text, text
     from orchestrator.tracking import open_tracker
 
     tracker = open_tracker(config["tracking"]["uri"], "tiny")

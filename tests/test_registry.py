@@ -80,8 +80,12 @@ def test_an_initial_pool_that_cannot_start_cold_is_refused_at_registration():
 
 @pytest.mark.parametrize(("learner", "key"), [(LogisticRegressionSpec(), "e0f9616c0387b6b98e8189ea"),
                                               (MLPSpec(), "636a6def9df96d0b5fe87cf8")])
-def test_a_trial_of_builtins_keeps_the_key_albench_gave_it_before_plugins(learner, key):
-    """The keys computed by albench before the plug-in registry (commit 67fed6c)."""
+def test_a_trial_of_builtins_keeps_the_key_albench_gave_it_before_plugins(learner, key, monkeypatch):
+    """The keys computed by albench before the plug-in registry (commit 67fed6c, result version
+    3): the registry changes no built-in key; only a result version does."""
+    import workers.specs
+
+    monkeypatch.setattr(workers.specs, "RESULT_VERSION", 3)
     trial = TrialSpec(dataset="d", embedder="e", dataset_fingerprint="f" * 64, embedding_key="k" * 64,
                       n_classes=3, initial_pool=StrategySpec(name="random"), strategy=StrategySpec(name="badge"),
                       seed=0, protocol=ProtocolSpec(cycles=10), learner=learner)
